@@ -1,0 +1,110 @@
+#include "client/daemon_client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "client/cli_error.hpp"
+#include "proto/errors.hpp"
+#include "proto/limits.hpp"
+#include "proto/secret.hpp"
+
+namespace kosli::client {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using local = asio::local::stream_protocol;
+
+std::string unreachable_advice(const std::string& path) {
+  return "start it with 'kosli-credd' (or 'systemctl --user start kosli-credd.socket'), "
+         "or point --socket / KOSLI_CRED_SOCKET at the socket it serves (looked for " + path + ")";
+}
+
+}  // namespace
+
+class DaemonClient::Connection {
+ public:
+  explicit Connection(const std::string& path) : stream_(ioc_) {
+    beast::error_code result = asio::error::would_block;
+    stream_.expires_after(limits::kClientRequestDeadline);
+    stream_.async_connect(local::endpoint(path), [&](beast::error_code ec) { result = ec; });
+    ioc_.run();
+    if (result == asio::error::not_found || result == asio::error::connection_refused ||
+        result == beast::errc::no_such_file_or_directory) {
+      throw CliError(exit_code::daemon_unreachable, "kosli-credd is not running; " + unreachable_advice(path));
+    }
+    if (result) {
+      throw CliError(exit_code::daemon_unreachable,
+                     "cannot connect to kosli-credd at " + path + ": " + result.message());
+    }
+  }
+
+  HttpResult request(std::string_view method, const std::string& target, std::string* body,
+                     const std::string& path) {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
+    req.keep_alive(true);
+    if (body != nullptr) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::move(*body);
+    }
+    req.prepare_payload();
+
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(limits::kMaxResponseBodyBytes);
+    beast::flat_buffer buffer;
+    beast::error_code write_error, result;
+    stream_.expires_after(limits::kClientRequestDeadline);
+    http::async_write(stream_, req, [&](beast::error_code ec, std::size_t) {
+      wipe(req.body());
+      write_error = ec;
+      // Read even after a failed write: a daemon that refuses this peer answers
+      // (403) and closes before reading the request.
+      http::async_read(stream_, buffer, parser, [&](beast::error_code ec2, std::size_t) { result = ec2; });
+    });
+    ioc_.restart();
+    ioc_.run();
+    if (buffer.size() == 0) {
+      auto whole = buffer.prepare(buffer.capacity());
+      wipe(whole.data(), whole.size());
+    }
+    if (result == beast::error::timeout) {
+      throw CliError(exit_code::daemon_unreachable,
+                     "kosli-credd at " + path + " did not answer within " +
+                         std::to_string(limits::kClientRequestDeadline.count()) + " s");
+    }
+    if (result && write_error) result = write_error;
+    if (result) {
+      throw CliError(exit_code::daemon_unreachable,
+                     "lost the connection to kosli-credd at " + path + ": " + result.message());
+    }
+    auto res = parser.release();
+    return HttpResult{static_cast<int>(res.result_int()), std::move(res.body())};
+  }
+
+ private:
+  asio::io_context ioc_;
+  beast::basic_stream<local> stream_;
+};
+
+DaemonClient::DaemonClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+DaemonClient::~DaemonClient() = default;
+
+HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body) {
+  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_);
+  HttpResult result = connection_->request(method, target, body, socket_path_);
+  if (result.status >= 200 && result.status < 300) return result;
+  const auto error = parse_error_body(result.body);
+  wipe(result.body);
+  if (!error) {
+    throw CliError(exit_code::error, "kosli-credd answered HTTP " + std::to_string(result.status));
+  }
+  throw CliError(exit_code_for(error->code), error->message);
+}
+
+}  // namespace kosli::client

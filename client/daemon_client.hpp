@@ -1,0 +1,34 @@
+// Talks HTTP/1.1 to kosli-credd over its Unix socket. Beast stays in the .cpp.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace kosli::client {
+
+struct HttpResult {
+  int status = 0;
+  std::string body;  // wipe it when it may hold a key
+};
+
+class DaemonClient {
+ public:
+  explicit DaemonClient(std::string socket_path);
+  ~DaemonClient();
+
+  const std::string& socket_path() const { return socket_path_; }
+
+  // Sends one request and returns a 2xx answer. Throws CliError: exit 4 when the
+  // daemon cannot be reached or does not answer in time, and the daemon's own
+  // error (mapped to an exit code) for a non-2xx answer. `body`, when given, is
+  // wiped once sent.
+  HttpResult request(std::string_view method, const std::string& target, std::string* body = nullptr);
+
+ private:
+  class Connection;
+  std::string socket_path_;
+  std::unique_ptr<Connection> connection_;  // kept alive between requests
+};
+
+}  // namespace kosli::client

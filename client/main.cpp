@@ -1,0 +1,117 @@
+// kosli-cred: asks kosli-credd for Kosli API tokens, and manages its profiles.
+#include <csignal>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "client/cli_error.hpp"
+#include "client/commands.hpp"
+#include "proto/errors.hpp"
+#include "proto/profile.hpp"
+#include "proto/socket_path.hpp"
+
+namespace {
+
+using namespace kosli;
+using namespace kosli::client;
+
+// --profile > KOSLI_PROFILE > "default", validated before anything is sent.
+void add_profile_option(CLI::App* cmd, std::string& profile) {
+  profile = std::string(kDefaultProfile);
+  cmd->add_option("--profile,-p", profile, "Profile name (default: $KOSLI_PROFILE, else 'default')")
+      ->envname("KOSLI_PROFILE")
+      ->check([](const std::string& name) { return profile_name_problem(name).value_or(""); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A daemon that closes mid-request must give an error, not kill the client.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"kosli-cred: get Kosli API tokens from kosli-credd, which keeps the keys in your "
+               "OS keyring.\nA key is never accepted as an argument: store reads it from stdin "
+               "or a hidden prompt.",
+               "kosli-cred"};
+  app.set_version_flag("--version", std::string(KOSLI_VERSION));
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the command
+
+  std::optional<std::string> socket;
+  app.add_option("--socket", socket, "kosli-credd's socket (default: $KOSLI_CRED_SOCKET, else "
+                                     "$XDG_RUNTIME_DIR/kosli-cred/sock)");
+
+  StoreArgs store;
+  auto* store_cmd = app.add_subcommand("store", "Store or replace a key (read from stdin, or a hidden prompt)");
+  add_profile_option(store_cmd, store.profile);
+  store_cmd->add_option("--org", store.org, "Kosli organisation")->required();
+  auto* region = store_cmd->add_option("--region", store.region, "eu (app.kosli.com, default) or us (app.us.kosli.com)")
+                     ->check(CLI::IsMember({"eu", "us"}));
+  store_cmd->add_option("--host", store.host, "Custom Kosli base URL (https://…)")->excludes(region);
+  store_cmd->add_option("--kind", store.kind, "Key kind")
+      ->check(CLI::IsMember({"service-account", "personal"}))
+      ->capture_default_str();
+  store_cmd->add_option("--expires-at", store.expires_at, "When the key expires (RFC 3339)");
+  store_cmd->add_option("--description", store.description, "A note kept beside the key");
+  auto* sa = store_cmd->add_option("--service-account", store.service_account, "Service account name (for rotation)");
+  store_cmd->add_option("--key-id", store.key_id, "The key's id in Kosli (for rotation)")->needs(sa);
+
+  std::string profile;
+  bool json = false;
+  auto* token_cmd = app.add_subcommand("token", "Print the token on stdout");
+  add_profile_option(token_cmd, profile);
+  token_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+
+  auto* header_cmd = app.add_subcommand("header", "Print 'Authorization: Bearer <token>' (for curl -H @-)");
+  add_profile_option(header_cmd, profile);
+
+  auto* exec_cmd = app.add_subcommand(
+      "exec", "Run a command with KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST, KOSLI_API_URL, KOSLI_BASE_URL set:\n  kosli-cred exec [--profile P] -- CMD [ARG...]");
+  add_profile_option(exec_cmd, profile);
+  std::vector<std::string> command;
+  exec_cmd->add_option("command", command, "The command and its arguments, after --")->required();
+
+  auto* list_cmd = app.add_subcommand("list", "List profiles (never keys)");
+  list_cmd->add_flag("--json", json, "Print JSON");
+
+  auto* show_cmd = app.add_subcommand("show", "Show one profile (never its key)");
+  add_profile_option(show_cmd, profile);
+  show_cmd->add_flag("--json", json, "Print JSON");
+
+  auto* erase_cmd = app.add_subcommand("erase", "Erase a profile's key and metadata");
+  add_profile_option(erase_cmd, profile);
+
+  auto* status_cmd = app.add_subcommand("status", "Show the daemon's state");
+  status_cmd->add_flag("--json", json, "Print JSON");
+
+  auto* lock_cmd = app.add_subcommand("lock", "Make the daemon forget every cached key");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : exit_code::usage;
+  }
+
+  DaemonClient daemon(resolve_socket_path(socket));
+  try {
+    if (store_cmd->parsed()) return cmd_store(daemon, store);
+    if (token_cmd->parsed()) return cmd_token(daemon, profile, json);
+    if (header_cmd->parsed()) return cmd_header(daemon, profile);
+    if (exec_cmd->parsed()) return cmd_exec(daemon, profile, command);
+    if (list_cmd->parsed()) return cmd_list(daemon, json);
+    if (show_cmd->parsed()) return cmd_show(daemon, profile, json);
+    if (erase_cmd->parsed()) return cmd_erase(daemon, profile);
+    if (status_cmd->parsed()) return cmd_status(daemon, json);
+    if (lock_cmd->parsed()) return cmd_lock(daemon);
+  } catch (const CliError& e) {
+    std::fprintf(stderr, "kosli-cred: %s\n", e.what());
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kosli-cred: %s\n", e.what());
+    return exit_code::error;
+  }
+  return exit_code::usage;
+}

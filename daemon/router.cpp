@@ -1,0 +1,198 @@
+#include "daemon/router.hpp"
+
+#include <ctime>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "daemon/fingerprint.hpp"
+#include "proto/routes.hpp"
+
+namespace kosli::daemon {
+namespace {
+
+using nlohmann::json;
+
+Response json_response(int status, const json& body) { return Response{status, body.dump()}; }
+
+Response store_error_response(const StoreError& e) {
+  if (e.kind == StoreError::Kind::internal) {
+    spdlog::error("store: {}", e.message);
+    return error_response(ErrorCode::internal, e.message);
+  }
+  spdlog::warn("store: {}", e.message);
+  return error_response(ErrorCode::backend_unavailable, e.message);
+}
+
+Response no_such_profile(const std::string& name) {
+  return error_response(ErrorCode::not_found,
+                        "no profile named '" + name + "'; store one with: kosli-cred store --profile " +
+                            name + " --org ORG");
+}
+
+bool is_json(std::string_view content_type) {
+  const auto semi = content_type.find(';');
+  auto type = content_type.substr(0, semi);
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
+}
+
+}  // namespace
+
+Response error_response(ErrorCode code, std::string message) {
+  return Response{http_status(code), error_body(ApiError{code, std::move(message)})};
+}
+
+Router::Router(StoreWorker& worker, TokenCache& cache)
+    : worker_(worker), cache_(cache), started_(std::chrono::steady_clock::now()) {}
+
+void Router::handle(Request request, const Peer& /*peer*/, Reply reply) {
+  auto matched = match_route(request.method, request.target);
+  if (std::holds_alternative<RouteNotFound>(matched)) {
+    wipe(request.body);
+    return reply(error_response(ErrorCode::not_found,
+                                "no such route: " + request.method + " " + request.target));
+  }
+  if (auto* bad = std::get_if<RouteBadName>(&matched)) {
+    wipe(request.body);
+    return reply(error_response(ErrorCode::bad_request, bad->message));
+  }
+  if (auto* wrong = std::get_if<RouteMethodNotAllowed>(&matched)) {
+    wipe(request.body);
+    Response r = error_response(ErrorCode::method_not_allowed,
+                                request.method + " is not allowed here; use " + wrong->allow);
+    r.allow = wrong->allow;
+    return reply(std::move(r));
+  }
+  const auto& route = std::get<RouteMatch>(matched);
+  if (route.route != Route::put_profile) wipe(request.body);
+
+  switch (route.route) {
+    case Route::health: return health(std::move(reply));
+    case Route::list_profiles: return list_profiles(std::move(reply));
+    case Route::get_profile: return get_profile(route.profile, std::move(reply));
+    case Route::put_profile: return put_profile(route.profile, request, std::move(reply));
+    case Route::delete_profile: return delete_profile(route.profile, std::move(reply));
+    case Route::token: return token(route.profile, std::move(reply));
+    case Route::lock:
+      cache_.clear();
+      spdlog::info("lock: forgot every cached key");
+      return reply(Response{204, {}});
+    case Route::verify:
+    case Route::rotate:
+    case Route::metrics:
+      return reply(error_response(ErrorCode::not_implemented,
+                                  "this version of kosli-credd does not implement " +
+                                      std::string(route_spec(route.route).pattern) + " yet"));
+  }
+  reply(error_response(ErrorCode::internal, "unhandled route"));
+}
+
+void Router::health(Reply reply) {
+  worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::steady_clock::now() - started_);
+    json body{{"status", "ok"},
+              {"version", KOSLI_VERSION},
+              {"backend", store.backend_name()},
+              {"persistent", store.persistent()},
+              {"uptime_s", uptime.count()},
+              {"cached", cache_.sweep()}};
+    auto profiles = store.list(deadline);
+    if (auto* list = std::get_if<std::vector<ProfileMeta>>(&profiles)) {
+      body["profiles"] = list->size();
+    } else {
+      body["profiles"] = nullptr;
+      body["store_error"] = std::get<StoreError>(profiles).message;
+    }
+    reply(json_response(200, body));
+  });
+}
+
+void Router::list_profiles(Reply reply) {
+  worker_.submit([reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    auto profiles = store.list(deadline);
+    if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e));
+    json list = json::array();
+    for (const auto& meta : std::get<std::vector<ProfileMeta>>(profiles)) list.push_back(to_json(meta));
+    reply(json_response(200, json{{"profiles", std::move(list)}}));
+  });
+}
+
+void Router::get_profile(const std::string& name, Reply reply) {
+  worker_.submit([name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    auto found = store.find(name, deadline);
+    if (auto* e = std::get_if<StoreError>(&found)) return reply(store_error_response(*e));
+    const auto& meta = std::get<std::optional<ProfileMeta>>(found);
+    if (!meta) return reply(no_such_profile(name));
+    reply(json_response(200, to_json(*meta)));
+  });
+}
+
+void Router::put_profile(const std::string& name, Request& request, Reply reply) {
+  if (!is_json(request.content_type)) {
+    wipe(request.body);
+    return reply(error_response(ErrorCode::unsupported_media_type,
+                                "send the profile as JSON with Content-Type: application/json"));
+  }
+  auto parsed = parse_put_profile(request.body);
+  if (auto* e = std::get_if<CodecError>(&parsed)) {
+    return reply(error_response(ErrorCode::bad_request, e->message));
+  }
+  // std::function needs a copyable job: share the request, which owns the key.
+  auto put = std::make_shared<PutProfileRequest>(std::move(std::get<PutProfileRequest>(parsed)));
+  worker_.submit([this, name, put, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    const auto generation = cache_.generation();
+    ProfileMeta meta;
+    meta.name = name;
+    meta.org = put->org;
+    meta.host = put->host;
+    meta.kind = put->kind;
+    meta.description = put->description;
+    meta.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    meta.expires_at = put->expires_at;
+    meta.fingerprint = fingerprint(put->api_key);
+    meta.service_account = put->service_account;
+    meta.key_id = put->key_id;
+    meta.persistent = store.persistent();
+
+    auto stored = store.put(meta, put->api_key, deadline);
+    if (auto* e = std::get_if<StoreError>(&stored)) return reply(store_error_response(*e));
+    cache_.put(name, put->api_key, TokenInfo{meta.org, meta.host, meta.expires_at}, generation);
+    const bool replaced = std::get<bool>(stored);
+    spdlog::info("store: profile '{}' {} (org {}, {}, {})", name, replaced ? "replaced" : "created",
+                 meta.org, meta.host, meta.fingerprint);
+    reply(json_response(replaced ? 200 : 201, to_json(meta)));
+  });
+}
+
+void Router::delete_profile(const std::string& name, Reply reply) {
+  worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    cache_.drop(name);
+    auto erased = store.erase(name, deadline);
+    cache_.drop(name);  // also forgets a fill that raced with the erase
+    if (auto* e = std::get_if<StoreError>(&erased)) return reply(store_error_response(*e));
+    if (!std::get<bool>(erased)) return reply(no_such_profile(name));
+    spdlog::info("erase: profile '{}' erased", name);
+    reply(Response{204, {}});
+  });
+}
+
+void Router::token(const std::string& name, Reply reply) {
+  if (auto body = cache_.token_body(name)) {
+    return reply(Response{200, std::move(*body), "application/json", {}, true});
+  }
+  worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+    const auto generation = cache_.generation();
+    auto loaded = store.load(name, deadline);
+    if (auto* e = std::get_if<StoreError>(&loaded)) return reply(store_error_response(*e));
+    auto& stored = std::get<std::optional<StoredKey>>(loaded);
+    if (!stored) return reply(no_such_profile(name));
+    const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at};
+    cache_.put(name, stored->key, info, generation);
+    reply(Response{200, serialize_token(stored->key, info), "application/json", {}, true});
+  });
+}
+
+}  // namespace kosli::daemon

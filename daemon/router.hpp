@@ -1,0 +1,63 @@
+// The daemon's API, independent of the transport: a parsed request in, a
+// response out through a callback (which may run on the store's thread).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "daemon/store_worker.hpp"
+#include "daemon/token_cache.hpp"
+#include "proto/errors.hpp"
+
+namespace kosli::daemon {
+
+// Who is asking, from SO_PEERCRED.
+struct Peer {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct Request {
+  std::string method;
+  std::string target;
+  std::string content_type;
+  std::string body;  // wiped by the router once parsed
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::string allow;       // for 405
+  bool sensitive = false;  // holds a key: sent with no-store, wiped after sending
+};
+
+using Reply = std::function<void(Response)>;
+
+Response error_response(ErrorCode code, std::string message);
+
+class Router {
+ public:
+  Router(StoreWorker& worker, TokenCache& cache);
+
+  // Answers exactly once through `reply`.
+  void handle(Request request, const Peer& peer, Reply reply);
+
+ private:
+  void health(Reply reply);
+  void list_profiles(Reply reply);
+  void get_profile(const std::string& name, Reply reply);
+  void put_profile(const std::string& name, Request& request, Reply reply);
+  void delete_profile(const std::string& name, Reply reply);
+  void token(const std::string& name, Reply reply);
+
+  StoreWorker& worker_;
+  TokenCache& cache_;
+  const std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace kosli::daemon

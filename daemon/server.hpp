@@ -1,0 +1,38 @@
+// The HTTP/1.1 server on the Unix socket (Boost.Beast over Asio). The heavy
+// headers stay in server.cpp.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "daemon/router.hpp"
+
+namespace kosli::daemon {
+
+struct ServerOptions {
+  std::vector<uid_t> allowed_uids;  // besides the daemon's own uid
+  std::size_t threads = 2;
+  std::chrono::seconds housekeeping_interval{30};
+};
+
+class Server {
+ public:
+  // Takes ownership of a listening socket descriptor.
+  Server(int listen_fd, Router& router, ServerOptions options);
+  ~Server();
+
+  // Serves until SIGTERM or SIGINT, then stops accepting, lets requests in
+  // flight finish, and returns. `on_ready` runs once the server accepts;
+  // `housekeeping` runs every housekeeping_interval.
+  void run(const std::function<void()>& on_ready, std::function<void()> housekeeping);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kosli::daemon

@@ -1,0 +1,438 @@
+#include "daemon/store/secret_service_store.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <libsecret/secret.h>
+
+#include "proto/limits.hpp"
+
+namespace kosli::daemon {
+namespace {
+
+// The attributes stored beside each key (metadata only; never the key).
+constexpr const char* kAttrProfile = "profile";
+constexpr const char* kAttrOrg = "org";
+constexpr const char* kAttrHost = "host";
+constexpr const char* kAttrKind = "kind";
+constexpr const char* kAttrExpiresAt = "expires_at";
+constexpr const char* kAttrServiceAccount = "service_account";
+constexpr const char* kAttrKeyId = "key_id";
+constexpr const char* kAttrCreatedAt = "created_at";
+constexpr const char* kAttrDescription = "description";
+constexpr const char* kAttrFingerprint = "fingerprint";
+
+const SecretSchema* schema() {
+  static const SecretSchema s = {
+      kSecretSchemaName,
+      SECRET_SCHEMA_NONE,
+      {
+          {kAttrProfile, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrOrg, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrHost, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrKind, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrExpiresAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrServiceAccount, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrKeyId, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrCreatedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrDescription, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrFingerprint, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING},
+      },
+      0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  return &s;
+}
+
+using Attributes = std::map<std::string, std::string>;
+
+// RAII owners for the GLib objects used here.
+struct GObjectUnref {
+  void operator()(gpointer p) const { if (p) g_object_unref(p); }
+};
+template <class T>
+using GPtr = std::unique_ptr<T, GObjectUnref>;
+
+struct HashTableUnref {
+  void operator()(GHashTable* t) const { if (t) g_hash_table_unref(t); }
+};
+using HashTablePtr = std::unique_ptr<GHashTable, HashTableUnref>;
+
+struct ErrorFree {
+  void operator()(GError* e) const { if (e) g_error_free(e); }
+};
+
+// Owns a GList of SecretItem from a search.
+class ItemList {
+ public:
+  ItemList() = default;
+  explicit ItemList(GList* items) : items(items) {}
+  ItemList(ItemList&& other) noexcept : items(std::exchange(other.items, nullptr)) {}
+  ItemList& operator=(ItemList&&) = delete;
+  ItemList(const ItemList&) = delete;
+  ~ItemList() { g_list_free_full(items, g_object_unref); }
+
+  GList* items = nullptr;
+};
+
+HashTablePtr to_hash_table(const Attributes& attrs) {
+  HashTablePtr t(g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free));
+  for (const auto& [k, v] : attrs) g_hash_table_insert(t.get(), g_strdup(k.c_str()), g_strdup(v.c_str()));
+  return t;
+}
+
+Attributes item_attributes(SecretItem* item) {
+  Attributes out;
+  HashTablePtr t(secret_item_get_attributes(item));
+  if (!t) return out;
+  GHashTableIter it;
+  gpointer k, v;
+  g_hash_table_iter_init(&it, t.get());
+  while (g_hash_table_iter_next(&it, &k, &v)) {
+    out.emplace(static_cast<const char*>(k), static_cast<const char*>(v));
+  }
+  return out;
+}
+
+std::string attr(const Attributes& a, const char* key) {
+  const auto it = a.find(key);
+  return it == a.end() ? std::string() : it->second;
+}
+
+std::int64_t attr_int(const Attributes& a, const char* key) {
+  const std::string s = attr(a, key);
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size() && v >= 0 ? v : 0;
+}
+
+Attributes to_attributes(const ProfileMeta& m) {
+  return {
+      {kAttrProfile, m.name},
+      {kAttrOrg, m.org},
+      {kAttrHost, m.host},
+      {kAttrKind, std::string(kind_name(m.kind))},
+      {kAttrExpiresAt, std::to_string(m.expires_at)},
+      {kAttrServiceAccount, m.service_account},
+      {kAttrKeyId, m.key_id},
+      {kAttrCreatedAt, std::to_string(m.created_at)},
+      {kAttrDescription, m.description},
+      {kAttrFingerprint, m.fingerprint},
+  };
+}
+
+ProfileMeta to_meta(const Attributes& a, SecretItem* item) {
+  ProfileMeta m;
+  m.name = attr(a, kAttrProfile);
+  m.org = attr(a, kAttrOrg);
+  m.host = attr(a, kAttrHost);
+  m.kind = kind_from_name(attr(a, kAttrKind)).value_or(KeyKind::service_account);
+  m.expires_at = attr_int(a, kAttrExpiresAt);
+  m.service_account = attr(a, kAttrServiceAccount);
+  m.key_id = attr(a, kAttrKeyId);
+  m.created_at = attr_int(a, kAttrCreatedAt);
+  if (m.created_at == 0) m.created_at = static_cast<std::int64_t>(secret_item_get_created(item));
+  m.description = attr(a, kAttrDescription);
+  m.fingerprint = attr(a, kAttrFingerprint);
+  m.persistent = true;
+  return m;
+}
+
+// Only the attributes this schema defines (libsecret adds xdg:schema).
+Attributes own_attributes(const Attributes& a) {
+  Attributes out;
+  for (const auto& [k, v] : a) {
+    if (k.find(':') == std::string::npos) out.emplace(k, v);
+  }
+  return out;
+}
+
+constexpr const char* kStartAdvice =
+    "start a Secret Service in your session (gnome-keyring-daemon --start --components=secrets), "
+    "or run kosli-credd --backend memory";
+
+StoreError unavailable(std::string what) {
+  return StoreError{StoreError::Kind::unavailable, std::move(what) + "; " + kStartAdvice};
+}
+
+StoreError locked_error() {
+  return StoreError{StoreError::Kind::locked,
+                    "the default keyring is locked; unlock it (log in to your desktop session, "
+                    "or open Seahorse and unlock the Login keyring), then try again"};
+}
+
+}  // namespace
+
+bool session_bus_configured() {
+  if (const char* addr = std::getenv("DBUS_SESSION_BUS_ADDRESS"); addr != nullptr && *addr != '\0') {
+    return true;
+  }
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  if (runtime == nullptr || *runtime == '\0') return false;
+  struct stat st {};
+  return ::stat((std::string(runtime) + "/bus").c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+// A thread that cancels the call in flight when its deadline passes. One call is
+// in flight at a time (the store runs on one worker thread).
+class Watchdog {
+ public:
+  Watchdog() : thread_([this] { run(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void arm(GCancellable* cancellable, Store::Deadline deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      armed_ = cancellable;
+      deadline_ = deadline;
+    }
+    cv_.notify_all();
+  }
+
+  void disarm() {
+    std::lock_guard lock(mutex_);
+    armed_ = nullptr;
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+      if (armed_ == nullptr) {
+        cv_.wait(lock);
+      } else if (cv_.wait_until(lock, deadline_) == std::cv_status::timeout && armed_ != nullptr) {
+        g_cancellable_cancel(armed_);
+        armed_ = nullptr;
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  GCancellable* armed_ = nullptr;
+  Store::Deadline deadline_{};
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+class SecretServiceStore::Impl {
+ public:
+  ~Impl() { reset(); }
+
+  // One operation: a cancellable armed with the deadline for all its D-Bus calls.
+  class Call {
+   public:
+    Call(Impl& impl, Deadline deadline) : impl_(impl), cancellable_(g_cancellable_new()) {
+      impl_.watchdog_.arm(cancellable_.get(), deadline);
+    }
+    ~Call() { impl_.watchdog_.disarm(); }
+    GCancellable* cancellable() const { return cancellable_.get(); }
+    bool cancelled() const { return g_cancellable_is_cancelled(cancellable_.get()); }
+
+   private:
+    Impl& impl_;
+    GPtr<GCancellable> cancellable_;
+  };
+
+  // Turns a GError into a StoreError, forgetting the connection when it broke.
+  StoreError fail(const Call& call, GError* raw, const char* doing) {
+    std::unique_ptr<GError, ErrorFree> error(raw);
+    reset();
+    if (call.cancelled()) {
+      return unavailable(std::string("the Secret Service did not answer within ") +
+                         std::to_string(limits::kStoreCallDeadline.count()) + " s while " + doing +
+                         " (it may be hung)");
+    }
+    return unavailable(std::string("the Secret Service could not be reached while ") + doing +
+                       (error ? std::string(" (") + error->message + ")" : std::string()));
+  }
+
+  std::variant<SecretService*, StoreError> service(const Call& call) {
+    if (service_) return service_.get();
+    if (!session_bus_configured()) {
+      return unavailable("no D-Bus session bus is configured (DBUS_SESSION_BUS_ADDRESS is unset)");
+    }
+    GError* error = nullptr;
+    SecretService* s = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, call.cancellable(), &error);
+    if (s == nullptr) return fail(call, error, "connecting");
+    service_.reset(s);
+    return s;
+  }
+
+  // Items of this schema, for one profile or (name empty) all of them.
+  std::variant<ItemList, StoreError> search(const Call& call, std::string_view name, bool load_secrets) {
+    auto s = service(call);
+    if (auto* e = std::get_if<StoreError>(&s)) return *e;
+    Attributes query;
+    if (!name.empty()) query.emplace(kAttrProfile, std::string(name));
+    const auto table = to_hash_table(query);
+    const auto flags = static_cast<SecretSearchFlags>(
+        SECRET_SEARCH_ALL | (load_secrets ? SECRET_SEARCH_LOAD_SECRETS : SECRET_SEARCH_NONE));
+    GError* error = nullptr;
+    ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), flags,
+                                             call.cancellable(), &error));
+    if (error != nullptr) return fail(call, error, "searching the keyring");
+    return std::variant<ItemList, StoreError>(std::move(list));
+  }
+
+  // The newest item (highest created_at) among the list; nullptr for none.
+  static SecretItem* newest(const ItemList& list) {
+    SecretItem* best = nullptr;
+    std::int64_t best_created = -1;
+    for (GList* l = list.items; l != nullptr; l = l->next) {
+      auto* item = static_cast<SecretItem*>(l->data);
+      const auto created = attr_int(item_attributes(item), kAttrCreatedAt);
+      if (created > best_created) {
+        best = item;
+        best_created = created;
+      }
+    }
+    return best;
+  }
+
+  void reset() {
+    if (service_) {
+      service_.reset();
+      secret_service_disconnect();
+    }
+  }
+
+  Watchdog watchdog_;
+  GPtr<SecretService> service_;
+};
+
+SecretServiceStore::SecretServiceStore() : impl_(std::make_unique<Impl>()) {}
+SecretServiceStore::~SecretServiceStore() = default;
+
+std::optional<StoreError> SecretServiceStore::probe(Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto s = impl_->service(call);
+  if (auto* e = std::get_if<StoreError>(&s)) return *e;
+  return std::nullopt;
+}
+
+StoreResult<std::vector<ProfileMeta>> SecretServiceStore::list(Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto found = impl_->search(call, {}, false);
+  if (auto* e = std::get_if<StoreError>(&found)) return *e;
+  std::map<std::string, ProfileMeta> by_name;
+  for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
+    auto* item = static_cast<SecretItem*>(l->data);
+    ProfileMeta meta = to_meta(item_attributes(item), item);
+    if (!valid_profile_name(meta.name)) continue;
+    const auto it = by_name.find(meta.name);
+    if (it == by_name.end() || it->second.created_at < meta.created_at) {
+      by_name.insert_or_assign(meta.name, std::move(meta));
+    }
+  }
+  std::vector<ProfileMeta> out;
+  out.reserve(by_name.size());
+  for (auto& [name, meta] : by_name) out.push_back(std::move(meta));
+  return out;
+}
+
+StoreResult<std::optional<ProfileMeta>> SecretServiceStore::find(std::string_view name, Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto found = impl_->search(call, name, false);
+  if (auto* e = std::get_if<StoreError>(&found)) return *e;
+  SecretItem* item = Impl::newest(std::get<ItemList>(found));
+  if (item == nullptr) return std::optional<ProfileMeta>{};
+  return std::optional<ProfileMeta>{to_meta(item_attributes(item), item)};
+}
+
+StoreResult<std::optional<StoredKey>> SecretServiceStore::load(std::string_view name, Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto found = impl_->search(call, name, true);
+  if (auto* e = std::get_if<StoreError>(&found)) return *e;
+  SecretItem* item = Impl::newest(std::get<ItemList>(found));
+  if (item == nullptr) return std::optional<StoredKey>{};
+  if (secret_item_get_locked(item)) return locked_error();
+  SecretValue* value = secret_item_get_secret(item);
+  if (value == nullptr) {
+    return StoreError{StoreError::Kind::internal,
+                      "the keyring returned no secret for profile '" + std::string(name) + "'"};
+  }
+  gsize length = 0;
+  const gchar* bytes = secret_value_get(value, &length);
+  StoredKey stored{to_meta(item_attributes(item), item), Secret(std::string_view(bytes, length))};
+  secret_value_unref(value);  // libsecret keeps the bytes in its own wiped, secure memory
+  return std::optional<StoredKey>{std::move(stored)};
+}
+
+StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret& key, Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto s = impl_->service(call);
+  if (auto* e = std::get_if<StoreError>(&s)) return *e;
+  SecretService* service = std::get<SecretService*>(s);
+
+  // Never create or unlock a collection here: both would show a prompt.
+  GError* error = nullptr;
+  GPtr<SecretCollection> collection(secret_collection_for_alias_sync(
+      service, SECRET_COLLECTION_DEFAULT, SECRET_COLLECTION_NONE, call.cancellable(), &error));
+  if (error != nullptr) return impl_->fail(call, error, "opening the default keyring");
+  if (!collection) {
+    return StoreError{StoreError::Kind::unavailable,
+                      "the Secret Service has no default keyring; create one (Seahorse: "
+                      "File > New > Password Keyring, set as default), or run kosli-credd --backend memory"};
+  }
+  if (secret_collection_get_locked(collection.get())) return locked_error();
+
+  auto before = impl_->search(call, meta.name, false);
+  if (auto* e = std::get_if<StoreError>(&before)) return *e;
+
+  // Store the new item first and drop the old ones only after: an interruption
+  // leaves the old key, the new key, or both, never neither.
+  const Attributes attrs = to_attributes(meta);
+  const auto table = to_hash_table(attrs);
+  const std::string label = "Kosli API key '" + meta.name + "' (" + meta.org + ")";
+  SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
+  const gboolean stored = secret_service_store_sync(service, schema(), table.get(), SECRET_COLLECTION_DEFAULT,
+                                                    label.c_str(), value, call.cancellable(), &error);
+  secret_value_unref(value);
+  if (!stored) return impl_->fail(call, error, "storing the key");
+
+  bool replaced = false;
+  for (GList* l = std::get<ItemList>(before).items; l != nullptr; l = l->next) {
+    auto* item = static_cast<SecretItem*>(l->data);
+    replaced = true;
+    // An item with identical attributes was updated in place by the store above.
+    if (own_attributes(item_attributes(item)) == attrs) continue;
+    if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
+      return impl_->fail(call, error, "removing the replaced key");
+    }
+  }
+  return replaced;
+}
+
+StoreResult<bool> SecretServiceStore::erase(std::string_view name, Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto found = impl_->search(call, name, false);
+  if (auto* e = std::get_if<StoreError>(&found)) return *e;
+  bool existed = false;
+  for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
+    auto* item = static_cast<SecretItem*>(l->data);
+    if (secret_item_get_locked(item)) return locked_error();
+    GError* error = nullptr;
+    if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
+      return impl_->fail(call, error, "erasing the key");
+    }
+    existed = true;
+  }
+  return existed;
+}
+
+}  // namespace kosli::daemon

@@ -1,0 +1,249 @@
+#include "proto/profile.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+#include "proto/host.hpp"
+#include "proto/limits.hpp"
+#include "proto/time_format.hpp"
+
+namespace kosli {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t kMaxProfileName = 64;
+
+// Unix seconds for the wire: RFC 3339, or null for "never".
+json time_or_null(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
+
+std::optional<std::int64_t> time_from_json(const json& j) {
+  if (j.is_null()) return 0;
+  if (j.is_number_unsigned()) return j.get<std::int64_t>();
+  if (j.is_number_integer()) {
+    const auto v = j.get<std::int64_t>();
+    return v >= 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+  }
+  if (j.is_string()) return parse_rfc3339(j.get_ref<const std::string&>());
+  return std::nullopt;
+}
+
+bool valid_identifier(std::string_view s) {
+  return !s.empty() && s.size() <= limits::kMaxIdentifierBytes &&
+         std::isalnum(static_cast<unsigned char>(s.front())) &&
+         std::all_of(s.begin(), s.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+         });
+}
+
+bool printable(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
+// Reads an optional string field; an error names the field.
+std::optional<CodecError> read_string(const json& body, const char* field, bool required,
+                                      std::string& out) {
+  const auto it = body.find(field);
+  if (it == body.end() || (!required && it->is_null())) {
+    if (required) return CodecError{std::string("the field '") + field + "' is required"};
+    return std::nullopt;
+  }
+  if (!it->is_string()) return CodecError{std::string("the field '") + field + "' must be a string"};
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> profile_name_problem(std::string_view name) {
+  const auto ok_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  };
+  if (name.empty() || name.size() > kMaxProfileName || !ok_char(name.front()) ||
+      name.front() == '.' || name.front() == '_' || name.front() == '-' ||
+      !std::all_of(name.begin(), name.end(), ok_char)) {
+    return "a profile name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
+           "starting with a letter or digit";
+  }
+  return std::nullopt;
+}
+
+std::string_view kind_name(KeyKind kind) noexcept {
+  return kind == KeyKind::personal ? "personal" : "service-account";
+}
+
+std::optional<KeyKind> kind_from_name(std::string_view name) noexcept {
+  if (name == "service-account") return KeyKind::service_account;
+  if (name == "personal") return KeyKind::personal;
+  return std::nullopt;
+}
+
+json to_json(const ProfileMeta& m) {
+  return json{
+      {"name", m.name},
+      {"org", m.org},
+      {"host", m.host},
+      {"kind", kind_name(m.kind)},
+      {"description", m.description},
+      {"created_at", time_or_null(m.created_at)},
+      {"expires_at", time_or_null(m.expires_at)},
+      {"fingerprint", m.fingerprint},
+      {"service_account", m.service_account.empty() ? json(nullptr) : json(m.service_account)},
+      {"key_id", m.key_id.empty() ? json(nullptr) : json(m.key_id)},
+      {"persistent", m.persistent},
+  };
+}
+
+std::optional<ProfileMeta> profile_from_json(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  ProfileMeta m;
+  std::string kind;
+  for (const auto& [field, out] :
+       {std::pair{"name", &m.name}, {"org", &m.org}, {"host", &m.host}, {"kind", &kind},
+        {"description", &m.description}, {"fingerprint", &m.fingerprint},
+        {"service_account", &m.service_account}, {"key_id", &m.key_id}}) {
+    if (read_string(j, field, false, *out)) return std::nullopt;
+  }
+  const auto k = kind_from_name(kind);
+  if (!k) return std::nullopt;
+  m.kind = *k;
+  for (const auto& [field, out] : {std::pair{"created_at", &m.created_at}, {"expires_at", &m.expires_at}}) {
+    const auto it = j.find(field);
+    if (it == j.end()) continue;
+    const auto t = time_from_json(*it);
+    if (!t) return std::nullopt;
+    *out = *t;
+  }
+  const auto p = j.find("persistent");
+  m.persistent = p == j.end() || !p->is_boolean() || p->get<bool>();
+  return m;
+}
+
+std::optional<std::string> api_key_problem(std::string_view key) {
+  if (key.empty()) return "the API key is empty";
+  if (key.size() > limits::kMaxKeyBytes) return "the API key is longer than any Kosli key";
+  if (!printable(key)) {
+    return "the API key contains a control character (a NUL, a newline or similar); "
+           "paste the key alone";
+  }
+  return std::nullopt;
+}
+
+std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  wipe(body);
+  if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
+  if (!j.is_object()) return CodecError{"the body must be a JSON object"};
+
+  PutProfileRequest r;
+  // Take the key first, so every later return leaves no copy of it behind.
+  if (const auto it = j.find("api_key"); it != j.end() && it->is_string()) {
+    auto& raw = it->get_ref<std::string&>();
+    r.api_key = Secret(raw);
+    wipe(raw);
+  } else {
+    return CodecError{it == j.end() ? "the field 'api_key' is required"
+                                    : "the field 'api_key' must be a string"};
+  }
+  if (auto problem = api_key_problem(r.api_key.reveal())) return CodecError{std::move(*problem)};
+
+  static constexpr std::string_view kKnown[] = {"org",         "host",    "kind",
+                                                "api_key",     "expires_at", "description",
+                                                "service_account", "key_id"};
+  for (const auto& item : j.items()) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), item.key()) == std::end(kKnown)) {
+      return CodecError{"unknown field '" + item.key() + "'"};
+    }
+  }
+
+  std::string kind, host;
+  if (auto e = read_string(j, "org", true, r.org)) return *e;
+  if (auto e = read_string(j, "host", true, host)) return *e;
+  if (auto e = read_string(j, "kind", true, kind)) return *e;
+  if (auto e = read_string(j, "description", false, r.description)) return *e;
+  if (auto e = read_string(j, "service_account", false, r.service_account)) return *e;
+  if (auto e = read_string(j, "key_id", false, r.key_id)) return *e;
+
+  if (!valid_identifier(r.org)) {
+    return CodecError{"the field 'org' must be an organisation name (letters, digits, '.', '_', '-')"};
+  }
+  if (host.size() > limits::kMaxHostBytes) return CodecError{"the field 'host' is too long"};
+  auto normalized = normalize_host(host);
+  if (auto* err = std::get_if<HostError>(&normalized)) {
+    return CodecError{"the field 'host' is not usable: " + err->message};
+  }
+  r.host = std::get<std::string>(normalized);
+  const auto k = kind_from_name(kind);
+  if (!k) return CodecError{"the field 'kind' must be \"service-account\" or \"personal\""};
+  r.kind = *k;
+  if (r.description.size() > limits::kMaxDescriptionBytes || !printable(r.description)) {
+    return CodecError{"the field 'description' must be at most 256 printable characters"};
+  }
+  for (const auto& [field, value] :
+       {std::pair{"service_account", &r.service_account}, {"key_id", &r.key_id}}) {
+    if (!value->empty() && !valid_identifier(*value)) {
+      return CodecError{std::string("the field '") + field + "' has characters that are not allowed"};
+    }
+  }
+  if (const auto it = j.find("expires_at"); it != j.end()) {
+    const auto t = time_from_json(*it);
+    if (!t) {
+      return CodecError{"the field 'expires_at' must be an RFC 3339 time, Unix seconds or null"};
+    }
+    r.expires_at = *t;
+  }
+  return r;
+}
+
+std::string serialize_put_profile(const PutProfileRequest& r) {
+  json j{{"org", r.org}, {"host", r.host}, {"kind", kind_name(r.kind)}};
+  if (r.expires_at != 0) j["expires_at"] = format_rfc3339(r.expires_at);
+  if (!r.description.empty()) j["description"] = r.description;
+  if (!r.service_account.empty()) j["service_account"] = r.service_account;
+  if (!r.key_id.empty()) j["key_id"] = r.key_id;
+  // Assign in place: a temporary string would leave an unwiped copy behind.
+  j["api_key"] = std::string();
+  j["api_key"].get_ref<std::string&>().assign(r.api_key.reveal());
+  std::string out = j.dump();
+  wipe(j["api_key"].get_ref<std::string&>());
+  return out;
+}
+
+std::string serialize_token(const Secret& token, const TokenInfo& info) {
+  json j{{"token", std::string()},
+         {"token_type", "Bearer"},
+         {"org", info.org},
+         {"host", info.host},
+         {"expires_at", time_or_null(info.expires_at)}};
+  j["token"].get_ref<std::string&>().assign(token.reveal());
+  std::string out = j.dump();
+  wipe(j["token"].get_ref<std::string&>());
+  return out;
+}
+
+std::variant<TokenResponse, CodecError> parse_token(std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  wipe(body);
+  if (!j.is_object()) return CodecError{"the daemon's answer is not a token"};
+  TokenResponse r;
+  const auto it = j.find("token");
+  if (it == j.end() || !it->is_string()) return CodecError{"the daemon's answer has no token"};
+  auto& raw = it->get_ref<std::string&>();
+  r.token = Secret(raw);
+  wipe(raw);
+  if (read_string(j, "org", false, r.info.org) || read_string(j, "host", false, r.info.host)) {
+    return CodecError{"the daemon's answer is not a token"};
+  }
+  if (const auto e = j.find("expires_at"); e != j.end()) {
+    const auto t = time_from_json(*e);
+    if (!t) return CodecError{"the daemon's answer has a bad expires_at"};
+    r.info.expires_at = *t;
+  }
+  return r;
+}
+
+}  // namespace kosli

@@ -1,0 +1,87 @@
+// Profiles and the JSON bodies that carry them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "proto/secret.hpp"
+
+namespace kosli {
+
+inline constexpr std::string_view kDefaultProfile = "default";
+
+// Why `name` is not a valid profile name (^[a-z0-9][a-z0-9._-]{0,63}$), or nullopt.
+std::optional<std::string> profile_name_problem(std::string_view name);
+inline bool valid_profile_name(std::string_view name) { return !profile_name_problem(name); }
+
+enum class KeyKind { service_account, personal };
+std::string_view kind_name(KeyKind kind) noexcept;
+std::optional<KeyKind> kind_from_name(std::string_view name) noexcept;
+
+// What is known about a stored key; never the key itself.
+struct ProfileMeta {
+  std::string name;
+  std::string org;
+  std::string host;  // normalised base URL
+  KeyKind kind = KeyKind::service_account;
+  std::string description;
+  std::int64_t created_at = 0;  // Unix seconds
+  std::int64_t expires_at = 0;  // Unix seconds, 0 = never
+  std::string fingerprint;      // "sha256:" + 12 hex
+  std::string service_account;
+  std::string key_id;
+  bool persistent = true;
+};
+
+nlohmann::json to_json(const ProfileMeta& meta);
+// Parses a profile as the daemon sends it; nullopt when a field is missing or mistyped.
+std::optional<ProfileMeta> profile_from_json(const nlohmann::json& j);
+
+// The body of PUT /v1/profiles/{name}.
+struct PutProfileRequest {
+  std::string org;
+  std::string host;
+  KeyKind kind = KeyKind::service_account;
+  Secret api_key;
+  std::int64_t expires_at = 0;
+  std::string description;
+  std::string service_account;
+  std::string key_id;
+};
+
+struct CodecError {
+  std::string message;
+};
+
+// Parses and validates a PUT body. The body's bytes that held the key are wiped
+// as the key moves into the Secret.
+std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body);
+// Serialises a PUT body. The caller wipes the returned string after sending it.
+std::string serialize_put_profile(const PutProfileRequest& request);
+
+// Checks an API key: not empty, not too long, no control characters.
+std::optional<std::string> api_key_problem(std::string_view key);
+
+// The body of GET /v1/profiles/{name}/token, with everything but the token.
+struct TokenInfo {
+  std::string org;
+  std::string host;
+  std::int64_t expires_at = 0;
+};
+// {"token","token_type":"Bearer","org","host","expires_at"}. Wipe it after use.
+std::string serialize_token(const Secret& token, const TokenInfo& info);
+
+struct TokenResponse {
+  Secret token;
+  TokenInfo info;
+};
+// Parses a token body; wipes the token's bytes in `body` as it goes.
+std::variant<TokenResponse, CodecError> parse_token(std::string& body);
+
+}  // namespace kosli

@@ -1,0 +1,52 @@
+// The route table of the daemon's HTTP API: the one place both sides take
+// methods and paths from.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace kosli {
+
+enum class Route {
+  health,
+  list_profiles,
+  get_profile,
+  put_profile,
+  delete_profile,
+  token,
+  verify,
+  rotate,
+  lock,
+  metrics,
+};
+
+struct RouteSpec {
+  Route route;
+  std::string_view method;
+  std::string_view pattern;  // "{name}" stands for a profile name
+};
+
+const RouteSpec& route_spec(Route route) noexcept;
+
+// The request target for a route, with the profile name filled in.
+std::string route_target(Route route, std::string_view profile = {});
+
+struct RouteMatch {
+  Route route;
+  std::string profile;  // empty for routes without {name}
+};
+struct RouteNotFound {};
+struct RouteMethodNotAllowed {
+  std::string allow;  // the Allow header: "GET, PUT, DELETE"
+};
+struct RouteBadName {
+  std::string message;
+};
+using RouteResult = std::variant<RouteMatch, RouteNotFound, RouteMethodNotAllowed, RouteBadName>;
+
+// Matches a request's method and target (a query string is ignored). A path that
+// has a route's shape but an invalid profile name gives RouteBadName.
+RouteResult match_route(std::string_view method, std::string_view target);
+
+}  // namespace kosli
