@@ -1,0 +1,78 @@
+// Runs the real binaries for integration tests: exit codes, stdout and stderr
+// as a user sees them. The daemon is started with --ready-fd and waited for on
+// that pipe, never with a sleep.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kosli::test {
+
+struct RunResult {
+  int exit_code = -1;  // 128 + signal when killed by one
+  std::string out;
+  std::string err;
+};
+
+struct RunOptions {
+  std::string input;                                       // written to stdin, then closed
+  std::vector<std::pair<std::string, std::string>> env;    // added to (or replacing in) the environment
+  std::chrono::seconds timeout{20};
+};
+
+// Path of a built executable (build/bin/NAME).
+std::string bin(const std::string& name);
+
+RunResult run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// kosli-cred with --socket pointing at `socket`.
+RunResult cred(const std::string& socket, std::vector<std::string> args, const RunOptions& options = {});
+
+// A fresh private directory, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class Daemon {
+ public:
+  // Starts kosli-credd on `socket` with `args` and waits until it serves.
+  Daemon(const std::string& socket, std::vector<std::string> args);
+  ~Daemon();
+
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // SIGTERM, then waits; returns the exit code.
+  int stop();
+  pid_t pid() const { return pid_; }
+  // Everything the daemon wrote to stderr so far.
+  std::string log() const;
+
+ private:
+  TempDir dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+};
+
+// A key no other test uses, so scans for it prove something.
+std::string unique_key();
+
+// Whether the tests run inside scripts/test's sandbox (private D-Bus session,
+// throw-away HOME and keyring). Tests that touch a keyring skip outside it.
+bool in_sandbox();
+
+// Every regular file below `root` whose bytes contain `needle`.
+std::vector<std::string> files_containing(const std::string& root, const std::string& needle);
+
+}  // namespace kosli::test
