@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -14,8 +15,11 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/audit_log.hpp"
+#include "daemon/config.hpp"
 #include "daemon/hardening.hpp"
 #include "daemon/listen_socket.hpp"
+#include "daemon/policy.hpp"
 #include "daemon/router.hpp"
 #include "daemon/server.hpp"
 #include "daemon/store/memory_store.hpp"
@@ -30,6 +34,11 @@ namespace {
 using namespace kosli;
 using namespace kosli::daemon;
 
+// How long a key read from the keyring stays cached unless configured.
+constexpr long kDefaultCacheTtl = 600;
+// systemd passes the first activation socket as this descriptor (SD_LISTEN_FDS_START).
+constexpr int kActivationFd = 3;
+
 // How long start-up waits for the Secret Service to answer.
 constexpr std::chrono::seconds kProbeDeadline{3};
 
@@ -37,7 +46,10 @@ struct Options {
   std::optional<std::string> socket;
   std::string backend = "auto";
   std::string log_level = "info";
-  long cache_ttl_s = 600;
+  std::optional<long> cache_ttl_s;  // flag; else config; else kDefaultCacheTtl
+  std::optional<std::string> config;
+  bool check_config = false;
+  std::optional<std::string> audit_log;
   std::vector<uid_t> allow_uids;
   int ready_fd = -1;
 };
@@ -99,9 +111,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", opt.log_level, "Log verbosity")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  app.add_option("--cache-ttl", opt.cache_ttl_s, "Seconds a key read from the keyring stays cached (0: never)")
-      ->check(CLI::Range(0L, 86400L))
-      ->capture_default_str();
+  app.add_option("--cache-ttl", opt.cache_ttl_s,
+                 "Seconds a key read from the keyring stays cached (0: never; default 600)")
+      ->check(CLI::Range(0L, 86400L));
+  app.add_option("--config", opt.config, "Configuration file (default $XDG_CONFIG_HOME/kosli-cred/config.json)");
+  app.add_flag("--check-config", opt.check_config, "Validate the configuration file and exit");
+  app.add_option("--audit-log", opt.audit_log,
+                 "Audit log: a file, 'journal' or '-' (stderr); default $XDG_STATE_HOME/kosli-cred/audit.log");
   app.add_option("--allow-uid", opt.allow_uids, "Also serve this uid (repeatable)");
   app.add_option("--ready-fd", opt.ready_fd, "Write \"ok\\n\" to this descriptor once serving, then close it")
       ->check(CLI::Range(0, 1 << 20));
@@ -111,7 +127,28 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  // Nothing inherited stays open but what systemd or our parent meant for us.
+  std::vector<int> keep_fds{opt.ready_fd};
+  if (const char* pid = std::getenv("LISTEN_PID"); pid != nullptr && std::to_string(::getpid()) == pid) {
+    keep_fds.push_back(kActivationFd);
+  }
+  close_inherited_fds(keep_fds);
+
   setup_logging(opt.log_level);
+
+  auto loaded = load_config(opt.config);
+  if (auto* error = std::get_if<ConfigError>(&loaded)) {
+    spdlog::error("configuration: {}", error->message);
+    return EXIT_FAILURE;
+  }
+  const Config& config = std::get<Config>(loaded);
+  if (opt.check_config) {
+    std::fprintf(stdout, "%s\n",
+                 config.path.empty() ? ("no configuration file at " + default_config_path() + "; defaults apply").c_str()
+                                     : (config.path + ": OK").c_str());
+    return EXIT_SUCCESS;
+  }
+  opt.allow_uids.insert(opt.allow_uids.end(), config.allow_uids.begin(), config.allow_uids.end());
 
   const std::string socket_path = resolve_socket_path(opt.socket);
   auto store = open_store(opt.backend);
@@ -124,9 +161,11 @@ int main(int argc, char** argv) {
   }
   auto& listen_socket = std::get<ListenSocket>(listening);
 
-  TokenCache cache{std::chrono::seconds(opt.cache_ttl_s)};
+  AuditLog audit{opt.audit_log.value_or(config.audit_log.value_or(AuditLog::default_path()))};
+  const Policy policy{config};
+  TokenCache cache{std::chrono::seconds(opt.cache_ttl_s.value_or(config.cache_ttl_s.value_or(kDefaultCacheTtl)))};
   StoreWorker worker{*store};
-  Router router{worker, cache};
+  Router router{worker, cache, policy, audit};
   Server server{listen_socket.release_fd(), router, ServerOptions{opt.allow_uids}};
 
   server.run(

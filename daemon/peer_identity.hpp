@@ -7,7 +7,10 @@
 namespace kosli::daemon {
 
 // The connected peer's pid, uid and gid from SO_PEERCRED (set by the kernel at
-// connect time; the peer cannot forge it).
+// connect time; the peer cannot forge them), and the programs behind it: its
+// executable, and the requesting program — the peer itself, or, when the peer
+// is kosli-cred, the program that ran it. A program whose pid may have been
+// reused since the connection was made is left unknown (empty).
 std::optional<Peer> peer_of(int fd);
 
 }  // namespace kosli::daemon

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/audit_log.hpp"
 #include "daemon/fingerprint.hpp"
+#include "daemon/policy.hpp"
 #include "proto/routes.hpp"
 
 namespace kosli::daemon {
@@ -38,16 +40,27 @@ bool is_json(std::string_view content_type) {
   return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
 }
 
+// The audit result for an error answer.
+std::string_view result_of(const Response& r) {
+  if (r.status == 404) return "not_found";
+  if (r.status == 403) return "refused";
+  return "error";
+}
+
 }  // namespace
 
 Response error_response(ErrorCode code, std::string message) {
   return Response{http_status(code), error_body(ApiError{code, std::move(message)})};
 }
 
-Router::Router(StoreWorker& worker, TokenCache& cache)
-    : worker_(worker), cache_(cache), started_(std::chrono::steady_clock::now()) {}
+Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit)
+    : worker_(worker), cache_(cache), policy_(policy), audit_(audit), started_(std::chrono::steady_clock::now()) {}
 
-void Router::handle(Request request, const Peer& /*peer*/, Reply reply) {
+void Router::connection_refused(const Peer& peer, std::string_view why) {
+  audit_.record(AuditRecord{"connection", {}, "refused", why}, peer);
+}
+
+void Router::handle(Request request, const Peer& peer, Reply reply) {
   auto matched = match_route(request.method, request.target);
   if (std::holds_alternative<RouteNotFound>(matched)) {
     wipe(request.body);
@@ -72,12 +85,13 @@ void Router::handle(Request request, const Peer& /*peer*/, Reply reply) {
     case Route::health: return health(std::move(reply));
     case Route::list_profiles: return list_profiles(std::move(reply));
     case Route::get_profile: return get_profile(route.profile, std::move(reply));
-    case Route::put_profile: return put_profile(route.profile, request, std::move(reply));
-    case Route::delete_profile: return delete_profile(route.profile, std::move(reply));
-    case Route::token: return token(route.profile, std::move(reply));
+    case Route::put_profile: return put_profile(route.profile, request, peer, std::move(reply));
+    case Route::delete_profile: return delete_profile(route.profile, peer, std::move(reply));
+    case Route::token: return token(route.profile, peer, std::move(reply));
     case Route::lock:
       cache_.clear();
       spdlog::info("lock: forgot every cached key");
+      audit_.record(AuditRecord{"lock", {}, "ok", {}}, peer);
       return reply(Response{204, {}});
     case Route::verify:
     case Route::rotate:
@@ -130,7 +144,7 @@ void Router::get_profile(const std::string& name, Reply reply) {
   });
 }
 
-void Router::put_profile(const std::string& name, Request& request, Reply reply) {
+void Router::put_profile(const std::string& name, Request& request, const Peer& peer, Reply reply) {
   if (!is_json(request.content_type)) {
     wipe(request.body);
     return reply(error_response(ErrorCode::unsupported_media_type,
@@ -138,11 +152,12 @@ void Router::put_profile(const std::string& name, Request& request, Reply reply)
   }
   auto parsed = parse_put_profile(request.body);
   if (auto* e = std::get_if<CodecError>(&parsed)) {
+    audit_.record(AuditRecord{"store", name, "refused", e->message}, peer);
     return reply(error_response(ErrorCode::bad_request, e->message));
   }
   // std::function needs a copyable job: share the request, which owns the key.
   auto put = std::make_shared<PutProfileRequest>(std::move(std::get<PutProfileRequest>(parsed)));
-  worker_.submit([this, name, put, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+  worker_.submit([this, name, put, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     const auto generation = cache_.generation();
     ProfileMeta meta;
     meta.name = name;
@@ -158,40 +173,62 @@ void Router::put_profile(const std::string& name, Request& request, Reply reply)
     meta.persistent = store.persistent();
 
     auto stored = store.put(meta, put->api_key, deadline);
-    if (auto* e = std::get_if<StoreError>(&stored)) return reply(store_error_response(*e));
+    if (auto* e = std::get_if<StoreError>(&stored)) {
+      audit_.record(AuditRecord{"store", name, "error", e->message}, peer);
+      return reply(store_error_response(*e));
+    }
     cache_.put(name, put->api_key, TokenInfo{meta.org, meta.host, meta.expires_at}, generation);
     const bool replaced = std::get<bool>(stored);
     spdlog::info("store: profile '{}' {} (org {}, {}, {})", name, replaced ? "replaced" : "created",
                  meta.org, meta.host, meta.fingerprint);
+    audit_.record(AuditRecord{"store", name, "ok", replaced ? "replaced " + meta.fingerprint : "created " + meta.fingerprint}, peer);
     reply(json_response(replaced ? 200 : 201, to_json(meta)));
   });
 }
 
-void Router::delete_profile(const std::string& name, Reply reply) {
-  worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+void Router::delete_profile(const std::string& name, const Peer& peer, Reply reply) {
+  worker_.submit([this, name, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     cache_.drop(name);
     auto erased = store.erase(name, deadline);
     cache_.drop(name);  // also forgets a fill that raced with the erase
-    if (auto* e = std::get_if<StoreError>(&erased)) return reply(store_error_response(*e));
-    if (!std::get<bool>(erased)) return reply(no_such_profile(name));
-    spdlog::info("erase: profile '{}' erased", name);
-    reply(Response{204, {}});
+    Response response{204, {}};
+    if (auto* e = std::get_if<StoreError>(&erased)) {
+      response = store_error_response(*e);
+    } else if (!std::get<bool>(erased)) {
+      response = no_such_profile(name);
+    } else {
+      spdlog::info("erase: profile '{}' erased", name);
+    }
+    audit_.record(AuditRecord{"erase", name, response.status == 204 ? "ok" : result_of(response), {}}, peer);
+    reply(std::move(response));
   });
 }
 
-void Router::token(const std::string& name, Reply reply) {
+void Router::token(const std::string& name, const Peer& peer, Reply reply) {
+  if (auto refusal = policy_.refuse_token(name, peer)) {
+    spdlog::warn("token: refused profile '{}' to pid {}: {}", name, peer.requester_pid, *refusal);
+    audit_.record(AuditRecord{"token", name, "refused", *refusal}, peer);
+    return reply(error_response(ErrorCode::forbidden, *refusal));
+  }
   if (auto body = cache_.token_body(name)) {
+    audit_.record(AuditRecord{"token", name, "issued", "cached"}, peer);
     return reply(Response{200, std::move(*body), "application/json", {}, true});
   }
-  worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+  worker_.submit([this, name, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     const auto generation = cache_.generation();
     auto loaded = store.load(name, deadline);
-    if (auto* e = std::get_if<StoreError>(&loaded)) return reply(store_error_response(*e));
-    auto& stored = std::get<std::optional<StoredKey>>(loaded);
-    if (!stored) return reply(no_such_profile(name));
-    const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at};
-    cache_.put(name, stored->key, info, generation);
-    reply(Response{200, serialize_token(stored->key, info), "application/json", {}, true});
+    Response response;
+    if (auto* e = std::get_if<StoreError>(&loaded)) {
+      response = store_error_response(*e);
+    } else if (auto& stored = std::get<std::optional<StoredKey>>(loaded); !stored) {
+      response = no_such_profile(name);
+    } else {
+      const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at};
+      cache_.put(name, stored->key, info, generation);
+      response = Response{200, serialize_token(stored->key, info), "application/json", {}, true};
+    }
+    audit_.record(AuditRecord{"token", name, response.status == 200 ? "issued" : result_of(response), {}}, peer);
+    reply(std::move(response));
   });
 }
 

@@ -14,11 +14,14 @@
 
 namespace kosli::daemon {
 
-// Who is asking, from SO_PEERCRED.
+// Who is asking: pid, uid and gid from SO_PEERCRED, programs from /proc.
 struct Peer {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::string exe;        // the peer's program; empty when it cannot be known
+  std::string requester;  // the requesting program: the peer's, or for kosli-cred the one that ran it
+  pid_t requester_pid = 0;
 };
 
 struct Request {
@@ -40,23 +43,31 @@ using Reply = std::function<void(Response)>;
 
 Response error_response(ErrorCode code, std::string message);
 
+class AuditLog;
+class Policy;
+
 class Router {
  public:
-  Router(StoreWorker& worker, TokenCache& cache);
+  Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit);
 
   // Answers exactly once through `reply`.
   void handle(Request request, const Peer& peer, Reply reply);
+
+  // Records a connection the server refused before any request was read.
+  void connection_refused(const Peer& peer, std::string_view why);
 
  private:
   void health(Reply reply);
   void list_profiles(Reply reply);
   void get_profile(const std::string& name, Reply reply);
-  void put_profile(const std::string& name, Request& request, Reply reply);
-  void delete_profile(const std::string& name, Reply reply);
-  void token(const std::string& name, Reply reply);
+  void put_profile(const std::string& name, Request& request, const Peer& peer, Reply reply);
+  void delete_profile(const std::string& name, const Peer& peer, Reply reply);
+  void token(const std::string& name, const Peer& peer, Reply reply);
 
   StoreWorker& worker_;
   TokenCache& cache_;
+  const Policy& policy_;
+  AuditLog& audit_;
   const std::chrono::steady_clock::time_point started_;
 };
 

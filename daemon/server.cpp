@@ -248,6 +248,7 @@ class Server::Impl {
                                                peer->uid) == state_.allowed_uids.end())) {
       spdlog::warn("refused a connection from uid {} pid {}: not this daemon's user",
                    peer ? static_cast<long>(peer->uid) : -1L, peer ? peer->pid : -1);
+      if (peer) state_.router.connection_refused(*peer, "uid not allowed");
       return refuse(std::move(socket), ErrorCode::forbidden,
                     "this kosli-credd serves uid " + std::to_string(me) +
                         " only; start your own, or ask its owner to add --allow-uid");

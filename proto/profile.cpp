@@ -19,15 +19,33 @@ constexpr std::size_t kMaxProfileName = 64;
 // Unix seconds for the wire: RFC 3339, or null for "never".
 json time_or_null(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
 
+// 9999-12-31T23:59:59Z: the last time RFC 3339 can write, so every accepted
+// time can be sent back and read again.
+constexpr std::int64_t kLatestTime = 253402300799;
+
 std::optional<std::int64_t> time_from_json(const json& j) {
   if (j.is_null()) return 0;
-  if (j.is_number_unsigned()) return j.get<std::int64_t>();
-  if (j.is_number_integer()) {
-    const auto v = j.get<std::int64_t>();
-    return v >= 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+  std::optional<std::int64_t> t;
+  if (j.is_number_unsigned()) {
+    if (j.get<std::uint64_t>() <= static_cast<std::uint64_t>(kLatestTime)) t = j.get<std::int64_t>();
+  } else if (j.is_number_integer()) {
+    t = j.get<std::int64_t>();
+  } else if (j.is_string()) {
+    t = parse_rfc3339(j.get_ref<const std::string&>());
   }
-  if (j.is_string()) return parse_rfc3339(j.get_ref<const std::string&>());
-  return std::nullopt;
+  if (!t || *t < 0 || *t > kLatestTime) return std::nullopt;
+  return t;
+}
+
+// Serialises a body that holds a key into a buffer reserved up front: a string
+// that grows while dumping would leave copies of the key in freed memory.
+std::string dump_reserved(const json& j, std::size_t secret_bytes, std::size_t other_bytes) {
+  std::string out;
+  // A printable key escapes to at most 6 bytes a byte ("\u00XX").
+  out.reserve(6 * secret_bytes + 2 * other_bytes + 256);
+  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ');
+  serializer.dump(j, false, false, 0);
+  return out;
 }
 
 bool valid_identifier(std::string_view s) {
@@ -102,9 +120,11 @@ std::optional<ProfileMeta> profile_from_json(const json& j) {
   if (!j.is_object()) return std::nullopt;
   ProfileMeta m;
   std::string kind;
+  for (const auto& [field, out] : {std::pair{"name", &m.name}, {"org", &m.org}, {"host", &m.host}, {"kind", &kind}}) {
+    if (read_string(j, field, true, *out)) return std::nullopt;
+  }
   for (const auto& [field, out] :
-       {std::pair{"name", &m.name}, {"org", &m.org}, {"host", &m.host}, {"kind", &kind},
-        {"description", &m.description}, {"fingerprint", &m.fingerprint},
+       {std::pair{"description", &m.description}, {"fingerprint", &m.fingerprint},
         {"service_account", &m.service_account}, {"key_id", &m.key_id}}) {
     if (read_string(j, field, false, *out)) return std::nullopt;
   }
@@ -118,8 +138,10 @@ std::optional<ProfileMeta> profile_from_json(const json& j) {
     if (!t) return std::nullopt;
     *out = *t;
   }
-  const auto p = j.find("persistent");
-  m.persistent = p == j.end() || !p->is_boolean() || p->get<bool>();
+  if (const auto p = j.find("persistent"); p != j.end()) {
+    if (!p->is_boolean()) return std::nullopt;
+    m.persistent = p->get<bool>();
+  }
   return m;
 }
 
@@ -208,7 +230,9 @@ std::string serialize_put_profile(const PutProfileRequest& r) {
   // Assign in place: a temporary string would leave an unwiped copy behind.
   j["api_key"] = std::string();
   j["api_key"].get_ref<std::string&>().assign(r.api_key.reveal());
-  std::string out = j.dump();
+  std::string out = dump_reserved(j, r.api_key.size(),
+                                  r.org.size() + r.host.size() + r.description.size() +
+                                      r.service_account.size() + r.key_id.size());
   wipe(j["api_key"].get_ref<std::string&>());
   return out;
 }
@@ -220,7 +244,7 @@ std::string serialize_token(const Secret& token, const TokenInfo& info) {
          {"host", info.host},
          {"expires_at", time_or_null(info.expires_at)}};
   j["token"].get_ref<std::string&>().assign(token.reveal());
-  std::string out = j.dump();
+  std::string out = dump_reserved(j, token.size(), info.org.size() + info.host.size());
   wipe(j["token"].get_ref<std::string&>());
   return out;
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -150,7 +151,8 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
-Daemon::Daemon(const std::string& socket, std::vector<std::string> args) {
+Daemon::Daemon(const std::string& socket, std::vector<std::string> args,
+               const std::vector<std::pair<std::string, std::string>>& env) {
   log_path_ = dir_.path() + "/kosli-credd.log";
   int ready[2];
   check(::pipe2(ready, O_CLOEXEC) == 0, "pipe");
@@ -165,7 +167,14 @@ Daemon::Daemon(const std::string& socket, std::vector<std::string> args) {
   std::vector<std::string> argv_strings = {bin("kosli-credd"), "--socket", socket, "--ready-fd",
                                            std::to_string(kReadyFd)};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  auto env_strings = merged_environment({});
+  const bool state_home_given =
+      std::any_of(env.begin(), env.end(), [](const auto& kv) { return kv.first == "XDG_STATE_HOME"; });
+  if (std::find(args.begin(), args.end(), "--audit-log") == args.end() && !state_home_given) {
+    // Never the user's own ~/.local/state when tests run outside the sandbox.
+    audit_path_ = dir_.path() + "/audit.log";
+    argv_strings.insert(argv_strings.end(), {"--audit-log", audit_path_});
+  }
+  auto env_strings = merged_environment(env);
   auto argv = c_strings(argv_strings);
   auto envp = c_strings(env_strings);
   const int spawned = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
@@ -201,8 +210,10 @@ int Daemon::stop() {
   return exit_code_;
 }
 
-std::string Daemon::log() const {
-  std::ifstream in(log_path_);
+std::string Daemon::log() const { return read_file(log_path_); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();

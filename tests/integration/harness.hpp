@@ -45,8 +45,11 @@ class TempDir {
 
 class Daemon {
  public:
-  // Starts kosli-credd on `socket` with `args` and waits until it serves.
-  Daemon(const std::string& socket, std::vector<std::string> args);
+  // Starts kosli-credd on `socket` with `args` (and `env` added to the
+  // environment) and waits until it serves. Unless the test passes
+  // --audit-log or sets XDG_STATE_HOME, it audits to a file of its own.
+  Daemon(const std::string& socket, std::vector<std::string> args,
+         const std::vector<std::pair<std::string, std::string>>& env = {});
   ~Daemon();
 
   Daemon(const Daemon&) = delete;
@@ -57,13 +60,19 @@ class Daemon {
   pid_t pid() const { return pid_; }
   // Everything the daemon wrote to stderr so far.
   std::string log() const;
+  // Its audit log, when the harness chose it.
+  const std::string& audit_path() const { return audit_path_; }
 
  private:
   TempDir dir_;
   std::string log_path_;
+  std::string audit_path_;
   pid_t pid_ = -1;
   int exit_code_ = -1;
 };
+
+// The whole content of a file ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 // A key no other test uses, so scans for it prove something.
 std::string unique_key();

@@ -1,0 +1,125 @@
+#include "daemon/audit_log.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace kosli::daemon {
+namespace {
+
+constexpr const char* kJournalSocket = "/run/systemd/journal/socket";
+// A failing audit log is reported at most this often, not once per request.
+constexpr std::chrono::seconds kFailureReportInterval{60};
+
+std::string now_rfc3339_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  std::tm tm{};
+  ::gmtime_r(&ts.tv_sec, &tm);
+  char buf[40];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+  return buf;
+}
+
+// mkdir -p with mode 0700 for every directory it makes.
+bool make_private_dirs(const std::string& dir) {
+  if (dir.empty() || dir == "/") return true;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
+  const auto slash = dir.rfind('/');
+  if (slash != std::string::npos && slash > 0 && !make_private_dirs(dir.substr(0, slash))) return false;
+  return ::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST;
+}
+
+bool send_to_journal(const std::string& line) {
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, kJournalSocket, sizeof addr.sun_path - 1);
+  // journald's native protocol: KEY=value lines; a value has no newline here.
+  const std::string datagram = "SYSLOG_IDENTIFIER=kosli-credd-audit\nPRIORITY=6\nMESSAGE=" + line + "\n";
+  const bool sent = ::sendto(fd, datagram.data(), datagram.size(), MSG_NOSIGNAL,
+                             reinterpret_cast<const sockaddr*>(&addr), sizeof addr) ==
+                    static_cast<ssize_t>(datagram.size());
+  ::close(fd);
+  return sent;
+}
+
+}  // namespace
+
+std::string AuditLog::default_path() {
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg == '/') {
+    return std::string(xdg) + "/kosli-cred/audit.log";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "") + "/.local/state/kosli-cred/audit.log";
+}
+
+AuditLog::AuditLog(std::string target) : target_(std::move(target)) {
+  if (target_ == "-" || target_ == "journal") return;
+  const auto slash = target_.rfind('/');
+  if (slash != std::string::npos) make_private_dirs(target_.substr(0, slash));
+  fd_ = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd_ < 0) report_failure(std::string("cannot open it: ") + std::strerror(errno));
+}
+
+AuditLog::~AuditLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AuditLog::record(const AuditRecord& r, const Peer& peer) {
+  nlohmann::json j{{"time", now_rfc3339_ms()},
+                   {"event", r.event},
+                   {"result", r.result},
+                   {"pid", peer.pid},
+                   {"uid", peer.uid},
+                   {"exe", peer.exe.empty() ? nlohmann::json(nullptr) : nlohmann::json(peer.exe)}};
+  if (!r.profile.empty()) j["profile"] = r.profile;
+  if (!peer.requester.empty()) {
+    j["requester"] = peer.requester;
+    j["requester_pid"] = peer.requester_pid;
+  }
+  if (!r.detail.empty()) j["detail"] = r.detail;
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::lock_guard lock(mutex_);
+  if (!write_line(line)) report_failure(std::strerror(errno));
+}
+
+bool AuditLog::write_line(const std::string& line) {
+  if (target_ == "journal") return send_to_journal(line);
+  const std::string with_newline = line + "\n";
+  const int fd = target_ == "-" ? STDERR_FILENO : fd_;
+  if (fd < 0) return false;
+  // One write(2) with O_APPEND: a record is never interleaved with another.
+  ssize_t n;
+  do {
+    n = ::write(fd, with_newline.data(), with_newline.size());
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(with_newline.size());
+}
+
+void AuditLog::report_failure(const std::string& why) {
+  const auto now = std::chrono::steady_clock::now();
+  if (last_failure_report_ != std::chrono::steady_clock::time_point{} &&
+      now - last_failure_report_ < kFailureReportInterval) {
+    return;
+  }
+  last_failure_report_ = now;
+  spdlog::error("AUDIT LOG {} IS NOT BEING WRITTEN ({}); tokens are still served. Fix the path or "
+                "choose another with --audit-log",
+                target_, why);
+}
+
+}  // namespace kosli::daemon

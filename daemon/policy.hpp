@@ -1,0 +1,28 @@
+// Per-profile allowed programs (config: profiles.<name>.allowed_clients).
+// Defense in depth against casual exfiltration (a stray script, a postinstall
+// hook calling the socket); not a boundary against malware running as the
+// same user, which can impersonate an allowed program.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "daemon/config.hpp"
+#include "daemon/router.hpp"
+
+namespace kosli::daemon {
+
+class Policy {
+ public:
+  Policy() = default;
+  explicit Policy(const Config& config) : config_(config) {}
+
+  // Why `peer` may not have a token for `profile` (a sentence naming the
+  // program and the setting to change), or nullopt when it may.
+  std::optional<std::string> refuse_token(std::string_view profile, const Peer& peer) const;
+
+ private:
+  Config config_;
+};
+
+}  // namespace kosli::daemon

@@ -1,0 +1,343 @@
+#include "proto/profile.hpp"
+
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/unit/test_helpers.hpp"
+
+namespace kosli {
+namespace {
+
+using nlohmann::json;
+using test::Mentions;
+
+// --- profile names -----------------------------------------------------------
+
+TEST(ProfileName, AcceptsNamesOfTheDocumentedShape) {
+  for (const std::string& name :
+       std::vector<std::string>{"default", "a", "0", "ci-eu.1_x", std::string(64, 'a')}) {
+    EXPECT_EQ(profile_name_problem(name), std::nullopt) << name;
+  }
+}
+
+TEST(ProfileName, RefusesEverythingElse) {
+  for (const std::string& name :
+       std::vector<std::string>{"", std::string(65, 'a'), "Upper", "-x", ".x", "_x", "a/b", "a%2fb",
+                                "..", "a b", "\xc3\xa9" /* é */, "x\n"}) {
+    const auto problem = profile_name_problem(name);
+    ASSERT_TRUE(problem.has_value()) << '"' << name << '"';
+    EXPECT_NE(problem->find("profile name"), std::string::npos) << *problem;
+  }
+}
+
+// --- PUT /v1/profiles/{name} bodies ---------------------------------------------
+
+json valid_put() {
+  return {{"org", "acme"},
+          {"host", "https://app.kosli.com"},
+          {"kind", "service-account"},
+          {"api_key", "key-123"}};
+}
+
+std::variant<PutProfileRequest, CodecError> parse_put(const json& body) {
+  std::string text = body.dump();
+  return parse_put_profile(text);
+}
+
+PutProfileRequest parse_put_ok(const json& body) {
+  auto parsed = parse_put(body);
+  if (auto* e = std::get_if<CodecError>(&parsed))
+    ADD_FAILURE() << body.dump() << ": " << e->message;
+  return std::get_if<PutProfileRequest>(&parsed) ? std::move(std::get<PutProfileRequest>(parsed))
+                                                 : PutProfileRequest{};
+}
+
+// The error message for `text`, or "" (and a failure) when it parses.
+std::string parse_put_error(std::string text) {
+  auto parsed = parse_put_profile(text);
+  if (auto* e = std::get_if<CodecError>(&parsed)) return e->message;
+  ADD_FAILURE() << "accepted: " << text;
+  return "";
+}
+std::string parse_put_error(const json& body) { return parse_put_error(body.dump()); }
+
+json with(json body, const std::string& field, json value) {
+  body[field] = std::move(value);
+  return body;
+}
+json without(json body, const std::string& field) {
+  body.erase(field);
+  return body;
+}
+
+// The error for a valid body with `field` set to `value`.
+std::string error_with(const std::string& field, json value) {
+  return parse_put_error(with(valid_put(), field, std::move(value)));
+}
+
+TEST(ParsePutProfile, ParsesAValidBody) {
+  const auto r = parse_put_ok(json{{"org", "acme"},
+                                   {"host", "HTTPS://App.Kosli.com/"},
+                                   {"kind", "personal"},
+                                   {"api_key", "key-123"},
+                                   {"description", "laptop"},
+                                   {"service_account", "ci-bot"},
+                                   {"key_id", "k1"}});
+  EXPECT_EQ(r.org, "acme");
+  EXPECT_EQ(r.host, "https://app.kosli.com");
+  EXPECT_EQ(r.kind, KeyKind::personal);
+  EXPECT_EQ(r.api_key.reveal(), "key-123");
+  EXPECT_EQ(r.description, "laptop");
+  EXPECT_EQ(r.service_account, "ci-bot");
+  EXPECT_EQ(r.key_id, "k1");
+  EXPECT_EQ(r.expires_at, 0);
+}
+
+TEST(ParsePutProfile, ReadsExpiresAtAsRfc3339UnixSecondsOrNull) {
+  EXPECT_EQ(parse_put_ok(with(valid_put(), "expires_at", "2026-11-26T11:19:46Z")).expires_at,
+            1795691986);
+  EXPECT_EQ(parse_put_ok(with(valid_put(), "expires_at", 1795691986)).expires_at, 1795691986);
+  EXPECT_EQ(parse_put_ok(with(valid_put(), "expires_at", nullptr)).expires_at, 0);
+  EXPECT_EQ(parse_put_ok(with(valid_put(), "expires_at", 0)).expires_at, 0);
+}
+
+TEST(ParsePutProfile, WipesTheInputBody) {
+  std::string body = valid_put().dump();
+  parse_put_profile(body);
+  EXPECT_TRUE(body.empty());
+
+  std::string bad = "{\"api_key\": \"key-123\", \"org\": 5}";
+  parse_put_profile(bad);
+  EXPECT_TRUE(bad.empty());
+}
+
+TEST(ParsePutProfile, RefusesBodiesThatAreNotAJsonObject) {
+  EXPECT_TRUE(Mentions(parse_put_error(std::string("not json")), "JSON"));
+  EXPECT_TRUE(Mentions(parse_put_error(std::string("")), "JSON"));
+  EXPECT_TRUE(Mentions(parse_put_error(json::array({valid_put()})), "object"));
+}
+
+TEST(ParsePutProfile, RefusesAMissingOrMistypedApiKey) {
+  EXPECT_TRUE(Mentions(parse_put_error(without(valid_put(), "api_key")), "'api_key' is required"));
+  EXPECT_TRUE(Mentions(error_with("api_key", 42), "'api_key' must be a string"));
+  EXPECT_TRUE(Mentions(error_with("api_key", nullptr), "'api_key'"));
+}
+
+TEST(ParsePutProfile, RefusesAnApiKeyThatCannotBeReal) {
+  EXPECT_TRUE(Mentions(error_with("api_key", ""), "API key is empty"));
+  EXPECT_TRUE(Mentions(error_with("api_key", "key\n"), "control character"));
+  // nlohmann writes the NUL as the JSON escape \u0000.
+  EXPECT_TRUE(Mentions(error_with("api_key", std::string("ke\0y", 4)), "control character"));
+  EXPECT_TRUE(Mentions(error_with("api_key", std::string(5000, 'k')), "API key"));
+}
+
+TEST(ParsePutProfile, NamesTheMissingField) {
+  for (const char* field : {"org", "host", "kind"}) {
+    const std::string error = parse_put_error(without(valid_put(), field));
+    EXPECT_TRUE(Mentions(error, std::string("'") + field + "' is required"));
+  }
+}
+
+TEST(ParsePutProfile, NamesTheMistypedField) {
+  for (const char* field : {"org", "host", "kind", "description", "service_account", "key_id"}) {
+    EXPECT_TRUE(Mentions(error_with(field, 7), std::string("'") + field + "' must be a string"));
+    EXPECT_TRUE(Mentions(error_with(field, json::array()), std::string("'") + field + "'"));
+  }
+  EXPECT_TRUE(Mentions(error_with("expires_at", true), "'expires_at'"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", 1.5), "'expires_at'"));
+}
+
+TEST(ParsePutProfile, NamesAnUnknownField) {
+  EXPECT_TRUE(Mentions(error_with("apikey", "x"), "unknown field 'apikey'"));
+}
+
+TEST(ParsePutProfile, NamesTheFieldWithABadValue) {
+  EXPECT_TRUE(Mentions(error_with("kind", "robot"), "'kind'"));
+  EXPECT_TRUE(Mentions(error_with("org", ""), "'org'"));
+  EXPECT_TRUE(Mentions(error_with("org", "ac me"), "'org'"));
+  EXPECT_TRUE(Mentions(error_with("host", "http://app.kosli.com"), "'host'"));
+  EXPECT_TRUE(Mentions(error_with("host", "app.kosli.com"), "'host'"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", -1), "'expires_at'"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", "2027-02-30T00:00:00Z"), "'expires_at'"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", "tomorrow"), "'expires_at'"));
+  EXPECT_TRUE(Mentions(error_with("description", "two\nlines"), "'description'"));
+  EXPECT_TRUE(Mentions(error_with("key_id", "a/b"), "'key_id'"));
+}
+
+TEST(ParsePutProfile, EveryAcceptedExpiryCanBeReadBackByTheClient) {
+  for (const char* seconds : {"18446744073709551615", "9223372036854775807", "253402300800"}) {
+    std::string body = with(valid_put(), "expires_at", nullptr).dump();
+    body.replace(body.find("null"), 4, seconds);
+    auto parsed = parse_put_profile(body);
+    const auto* put = std::get_if<PutProfileRequest>(&parsed);
+    if (put == nullptr) continue;  // refusing it is fine
+    EXPECT_GT(put->expires_at, 0) << seconds;
+    ProfileMeta meta;
+    meta.kind = KeyKind::personal;
+    meta.expires_at = put->expires_at;
+    const auto back = profile_from_json(to_json(meta));
+    EXPECT_TRUE(back.has_value()) << seconds << ": " << to_json(meta)["expires_at"];
+    if (back) EXPECT_EQ(back->expires_at, put->expires_at) << seconds;
+  }
+}
+
+TEST(ParsePutProfile, AcceptsALoopbackHttpHost) {
+  EXPECT_EQ(parse_put_ok(with(valid_put(), "host", "http://localhost:8080")).host,
+            "http://localhost:8080");
+}
+
+TEST(SerializePutProfile, RoundTripsThroughTheParser) {
+  PutProfileRequest in;
+  in.org = "acme";
+  in.host = "https://app.us.kosli.com";
+  in.kind = KeyKind::personal;
+  in.api_key = Secret("key-\"quoted\"-123");
+  in.expires_at = 1795691986;
+  in.description = "CI key";
+  in.service_account = "ci";
+  in.key_id = "k-1";
+
+  std::string body = serialize_put_profile(in);
+  auto parsed = parse_put_profile(body);
+  ASSERT_TRUE(std::holds_alternative<PutProfileRequest>(parsed))
+      << std::get<CodecError>(parsed).message;
+  const auto& out = std::get<PutProfileRequest>(parsed);
+  EXPECT_EQ(out.org, in.org);
+  EXPECT_EQ(out.host, in.host);
+  EXPECT_EQ(out.kind, in.kind);
+  EXPECT_TRUE(out.api_key.equals(in.api_key));
+  EXPECT_EQ(out.expires_at, in.expires_at);
+  EXPECT_EQ(out.description, in.description);
+  EXPECT_EQ(out.service_account, in.service_account);
+  EXPECT_EQ(out.key_id, in.key_id);
+}
+
+// --- token bodies ---------------------------------------------------------------
+
+TEST(TokenBody, HasTheDocumentedFields) {
+  std::string body = serialize_token(Secret("tok"), TokenInfo{"acme", "https://app.kosli.com", 0});
+  const auto j = json::parse(body);
+  EXPECT_EQ(j, (json{{"token", "tok"},
+                     {"token_type", "Bearer"},
+                     {"org", "acme"},
+                     {"host", "https://app.kosli.com"},
+                     {"expires_at", nullptr}}));
+}
+
+TEST(TokenBody, RoundTripsThroughTheParserAndIsWiped) {
+  const TokenInfo info{"acme", "https://app.kosli.com", 1795691986};
+  std::string body = serialize_token(Secret("tok-\\-123"), info);
+  EXPECT_NE(body.find("2026-11-26T11:19:46Z"), std::string::npos) << body;
+  auto parsed = parse_token(body);
+  EXPECT_TRUE(body.empty());
+  ASSERT_TRUE(std::holds_alternative<TokenResponse>(parsed))
+      << std::get<CodecError>(parsed).message;
+  const auto& r = std::get<TokenResponse>(parsed);
+  EXPECT_EQ(r.token.reveal(), "tok-\\-123");
+  EXPECT_EQ(r.info.org, info.org);
+  EXPECT_EQ(r.info.host, info.host);
+  EXPECT_EQ(r.info.expires_at, info.expires_at);
+}
+
+TEST(TokenBody, ParserRefusesAnswersWithoutAToken) {
+  for (std::string body : {"", "[]", R"({"org":"acme"})", R"({"token":5})"}) {
+    EXPECT_TRUE(std::holds_alternative<CodecError>(parse_token(body))) << body;
+  }
+}
+
+// --- profile metadata -------------------------------------------------------------
+
+ProfileMeta sample_meta() {
+  ProfileMeta m;
+  m.name = "ci";
+  m.org = "acme";
+  m.host = "https://app.kosli.com";
+  m.kind = KeyKind::service_account;
+  m.description = "CI key";
+  m.created_at = 1764155986;  // 2025-11-26T11:19:46Z
+  m.expires_at = 1795691986;  // 2026-11-26T11:19:46Z
+  m.fingerprint = "sha256:0123456789ab";
+  m.service_account = "ci-bot";
+  m.key_id = "k1";
+  m.persistent = false;
+  return m;
+}
+
+std::set<std::string> keys_of(const json& j) {
+  std::set<std::string> keys;
+  for (const auto& item : j.items()) keys.insert(item.key());
+  return keys;
+}
+
+TEST(ProfileMetaJson, HasExactlyTheDocumentedFields) {
+  const auto j = to_json(sample_meta());
+  EXPECT_EQ(keys_of(j), (std::set<std::string>{"name", "org", "host", "kind", "description",
+                                               "created_at", "expires_at", "fingerprint",
+                                               "service_account", "key_id", "persistent"}));
+  EXPECT_EQ(j["kind"], "service-account");
+  EXPECT_EQ(j["created_at"], "2025-11-26T11:19:46Z");
+  EXPECT_EQ(j["expires_at"], "2026-11-26T11:19:46Z");
+  EXPECT_EQ(j["fingerprint"], "sha256:0123456789ab");
+  EXPECT_EQ(j["persistent"], false);
+}
+
+TEST(ProfileMetaJson, WritesNullForNeverExpiresAndForMissingOptionalNames) {
+  ProfileMeta m = sample_meta();
+  m.kind = KeyKind::personal;
+  m.expires_at = 0;
+  m.service_account.clear();
+  m.key_id.clear();
+  const auto j = to_json(m);
+  EXPECT_EQ(j["kind"], "personal");
+  EXPECT_TRUE(j["expires_at"].is_null());
+  EXPECT_TRUE(j["service_account"].is_null());
+  EXPECT_TRUE(j["key_id"].is_null());
+}
+
+void expect_same_meta(const ProfileMeta& a, const ProfileMeta& b) {
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.org, b.org);
+  EXPECT_EQ(a.host, b.host);
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.description, b.description);
+  EXPECT_EQ(a.created_at, b.created_at);
+  EXPECT_EQ(a.expires_at, b.expires_at);
+  EXPECT_EQ(a.fingerprint, b.fingerprint);
+  EXPECT_EQ(a.service_account, b.service_account);
+  EXPECT_EQ(a.key_id, b.key_id);
+  EXPECT_EQ(a.persistent, b.persistent);
+}
+
+TEST(ProfileMetaJson, RoundTripsThroughProfileFromJson) {
+  ProfileMeta never = sample_meta();
+  never.expires_at = 0;
+  never.key_id.clear();
+  never.persistent = true;
+  never.kind = KeyKind::personal;
+  for (const auto& m : {sample_meta(), never}) {
+    const auto back = profile_from_json(to_json(m));
+    ASSERT_TRUE(back.has_value()) << to_json(m).dump();
+    expect_same_meta(*back, m);
+  }
+}
+
+TEST(ProfileMetaJson, ProfileFromJsonRefusesMistypedFields) {
+  EXPECT_FALSE(profile_from_json(json::array()).has_value());
+  EXPECT_FALSE(profile_from_json(with(to_json(sample_meta()), "org", 5)).has_value());
+  EXPECT_FALSE(profile_from_json(with(to_json(sample_meta()), "kind", "robot")).has_value());
+  EXPECT_FALSE(profile_from_json(with(to_json(sample_meta()), "expires_at", "soon")).has_value());
+}
+
+TEST(ProfileMetaJson, ProfileFromJsonRefusesMissingOrMistypedFields) {
+  EXPECT_FALSE(profile_from_json(without(to_json(sample_meta()), "name")).has_value());
+  EXPECT_FALSE(profile_from_json(without(to_json(sample_meta()), "org")).has_value());
+  EXPECT_FALSE(profile_from_json(with(to_json(sample_meta()), "persistent", "no")).has_value());
+}
+
+}  // namespace
+}  // namespace kosli
