@@ -21,6 +21,9 @@ class Policy {
   // program and the setting to change), or nullopt when it may.
   std::optional<std::string> refuse_token(std::string_view profile, const Peer& peer) const;
 
+  // What a rejected credential costs its profile (config: git_erase).
+  GitErase on_reject() const { return config_.git_erase; }
+
  private:
   Config config_;
 };

@@ -88,6 +88,7 @@ void Router::handle(Request request, const Peer& peer, Reply reply) {
     case Route::put_profile: return put_profile(route.profile, request, peer, std::move(reply));
     case Route::delete_profile: return delete_profile(route.profile, peer, std::move(reply));
     case Route::token: return token(route.profile, peer, std::move(reply));
+    case Route::reject: return reject(route.profile, peer, std::move(reply));
     case Route::lock:
       cache_.clear();
       spdlog::info("lock: forgot every cached key");
@@ -202,6 +203,19 @@ void Router::delete_profile(const std::string& name, const Peer& peer, Reply rep
     audit_.record(AuditRecord{"erase", name, response.status == 204 ? "ok" : result_of(response), {}}, peer);
     reply(std::move(response));
   });
+}
+
+// A single 401 seen by a consumer must not cost the user a stored key: by
+// default only the cached copy goes; git_erase "delete" erases the profile.
+void Router::reject(const std::string& name, const Peer& peer, Reply reply) {
+  if (policy_.on_reject() == GitErase::remove) {
+    audit_.record(AuditRecord{"reject", name, "ok", "git_erase is delete: erasing the profile"}, peer);
+    return delete_profile(name, peer, std::move(reply));
+  }
+  cache_.drop(name);
+  spdlog::info("reject: a client saw profile '{}' rejected; forgot its cached copy, kept the stored key", name);
+  audit_.record(AuditRecord{"reject", name, "ok", "forgot the cached copy; the stored key is kept"}, peer);
+  reply(Response{204, {}});
 }
 
 void Router::token(const std::string& name, const Peer& peer, Reply reply) {

@@ -63,6 +63,7 @@ class Router {
   void put_profile(const std::string& name, Request& request, const Peer& peer, Reply reply);
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
+  void reject(const std::string& name, const Peer& peer, Reply reply);
 
   StoreWorker& worker_;
   TokenCache& cache_;

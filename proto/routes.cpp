@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::string_view kNameSlot = "{name}";
 
-constexpr std::array<RouteSpec, 10> kRoutes{{
+constexpr std::array<RouteSpec, 11> kRoutes{{
     {Route::health, "GET", "/v1/health"},
     {Route::list_profiles, "GET", "/v1/profiles"},
     {Route::get_profile, "GET", "/v1/profiles/{name}"},
@@ -19,6 +19,8 @@ constexpr std::array<RouteSpec, 10> kRoutes{{
     {Route::token, "GET", "/v1/profiles/{name}/token"},
     {Route::verify, "POST", "/v1/profiles/{name}/verify"},
     {Route::rotate, "POST", "/v1/profiles/{name}/rotate"},
+    // A consumer (git's credential protocol: erase) saw the key rejected.
+    {Route::reject, "POST", "/v1/profiles/{name}/reject"},
     {Route::lock, "POST", "/v1/lock"},
     {Route::metrics, "GET", "/v1/metrics"},
 }};

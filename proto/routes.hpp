@@ -17,6 +17,7 @@ enum class Route {
   token,
   verify,
   rotate,
+  reject,
   lock,
   metrics,
 };

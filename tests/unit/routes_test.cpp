@@ -26,6 +26,7 @@ constexpr RouteCase kTable[] = {
     {"GET", "/v1/profiles/default/token", Route::token, "default"},
     {"POST", "/v1/profiles/default/verify", Route::verify, "default"},
     {"POST", "/v1/profiles/default/rotate", Route::rotate, "default"},
+    {"POST", "/v1/profiles/default/reject", Route::reject, "default"},
     {"POST", "/v1/lock", Route::lock, ""},
     {"GET", "/v1/metrics", Route::metrics, ""},
 };
