@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "client/autostart.hpp"
 #include "client/cli_error.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
@@ -24,17 +25,29 @@ std::string unreachable_advice(const std::string& path) {
          "or point --socket / KOSLI_CRED_SOCKET at the socket it serves (looked for " + path + ")";
 }
 
+// Nobody listens: no socket file, or a stale one.
+bool nobody_listens(const beast::error_code& ec) {
+  return ec == asio::error::not_found || ec == asio::error::connection_refused ||
+         ec == beast::errc::no_such_file_or_directory;
+}
+
 }  // namespace
 
 class DaemonClient::Connection {
  public:
+  // Connects; when nobody listens, starts kosli-credd on demand (unless
+  // KOSLI_CRED_AUTOSTART=0) and connects once more.
   explicit Connection(const std::string& path) : stream_(ioc_) {
-    beast::error_code result = asio::error::would_block;
-    stream_.expires_after(limits::kClientRequestDeadline);
-    stream_.async_connect(local::endpoint(path), [&](beast::error_code ec) { result = ec; });
-    ioc_.run();
-    if (result == asio::error::not_found || result == asio::error::connection_refused ||
-        result == beast::errc::no_such_file_or_directory) {
+    beast::error_code result = connect(path);
+    if (nobody_listens(result) && autostart_enabled()) {
+      const auto not_started = start_daemon(path);
+      result = connect(path);  // also finds a daemon another client started meanwhile
+      if (result && not_started) {
+        throw CliError(exit_code::daemon_unreachable,
+                       "kosli-credd is not running and could not be started: " + *not_started);
+      }
+    }
+    if (nobody_listens(result)) {
       throw CliError(exit_code::daemon_unreachable, "kosli-credd is not running; " + unreachable_advice(path));
     }
     if (result) {
@@ -88,6 +101,16 @@ class DaemonClient::Connection {
   }
 
  private:
+  beast::error_code connect(const std::string& path) {
+    beast::error_code result = asio::error::would_block;
+    stream_.close();
+    stream_.expires_after(limits::kClientRequestDeadline);
+    stream_.async_connect(local::endpoint(path), [&](beast::error_code ec) { result = ec; });
+    ioc_.restart();
+    ioc_.run();
+    return result;
+  }
+
   asio::io_context ioc_;
   beast::basic_stream<local> stream_;
 };

@@ -16,6 +16,9 @@ namespace {
 
 // How many connections may wait to be accepted.
 constexpr int kListenBacklog = 128;
+// The umask bind runs under: the socket file is 0600, or 0666 for --allow-uid.
+constexpr mode_t kOwnerOnlySocketUmask = 0177;
+constexpr mode_t kAllowedUidsSocketUmask = 0111;
 
 bool fill_address(const std::string& path, sockaddr_un& addr) {
   std::memset(&addr, 0, sizeof addr);
@@ -36,12 +39,16 @@ bool someone_listens(const sockaddr_un& addr) {
 
 }  // namespace
 
-std::variant<ListenSocket, std::string> ListenSocket::create(const std::string& path) {
+std::variant<ListenSocket, std::string> ListenSocket::create(const std::string& path, SocketAccess access) {
   sockaddr_un addr{};
   if (!fill_address(path, addr)) {
     return "the socket path " + path + " is too long for a Unix socket; choose a shorter one";
   }
-  if (auto problem = ensure_private_directory(socket_directory(path))) return *problem;
+  const bool shared = access == SocketAccess::allowed_uids;
+  const std::string dir = socket_directory(path);
+  if (auto problem = shared ? ensure_traversable_directory(dir) : ensure_private_directory(dir)) {
+    return *problem;
+  }
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -57,8 +64,8 @@ std::variant<ListenSocket, std::string> ListenSocket::create(const std::string& 
 
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::string("cannot create a socket: ") + std::strerror(errno);
-  // The socket file is created 0600 by bind itself: no window with looser modes.
-  const mode_t old_umask = ::umask(0177);
+  // The socket file gets its mode from bind itself: no window with other modes.
+  const mode_t old_umask = ::umask(shared ? kAllowedUidsSocketUmask : kOwnerOnlySocketUmask);
   const int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   const int bind_errno = errno;
   ::umask(old_umask);

@@ -10,12 +10,19 @@
 
 namespace kosli::daemon {
 
+// Who may reach the socket file. Either way, SO_PEERCRED decides who is served.
+enum class SocketAccess {
+  owner_only,    // directory 0700, socket 0600
+  allowed_uids,  // --allow-uid: directory 0711 (others traverse, never write), socket 0666
+};
+
 class ListenSocket {
  public:
   // Checks (or creates) the directory, refuses when another daemon answers on
   // the path, replaces a stale socket file nobody answers, binds and listens.
   // The error is a sentence for a person.
-  static std::variant<ListenSocket, std::string> create(const std::string& path);
+  static std::variant<ListenSocket, std::string> create(const std::string& path,
+                                                        SocketAccess access = SocketAccess::owner_only);
 
   ListenSocket(ListenSocket&& other) noexcept;
   ListenSocket& operator=(ListenSocket&&) = delete;

@@ -32,9 +32,27 @@ std::string socket_directory(std::string_view socket_path) {
   return std::string(socket_path.substr(0, slash));
 }
 
-std::optional<std::string> ensure_private_directory(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return "cannot create the socket directory " + dir + ": " + std::strerror(errno) +
+namespace {
+
+// Modes a new socket directory gets.
+constexpr mode_t kPrivateDirMode = 0700;
+constexpr mode_t kTraversableDirMode = 0711;
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Creates `dir` with exactly `mode` (in the mkdir call itself), or checks an
+// existing one: a real directory, owned by this user, with no bit of `refused`.
+std::optional<std::string> ensure_socket_directory(const std::string& dir, mode_t mode, mode_t refused) {
+  const mode_t old_umask = ::umask(0);
+  const int made = ::mkdir(dir.c_str(), mode);
+  const int mkdir_errno = errno;
+  ::umask(old_umask);
+  if (made != 0 && mkdir_errno != EEXIST) {
+    return "cannot create the socket directory " + dir + ": " + std::strerror(mkdir_errno) +
            " (create its parent, or choose another path with --socket)";
   }
   struct stat st {};
@@ -53,13 +71,21 @@ std::optional<std::string> ensure_private_directory(const std::string& dir) {
            ", not to you (uid " + std::to_string(::geteuid()) +
            "); remove it or choose another path with --socket";
   }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return "the socket directory " + dir + " has mode " + mode +
-           ", open to other users; fix it with: chmod 700 " + dir;
+  if ((st.st_mode & refused) != 0) {
+    return "the socket directory " + dir + " has mode " + octal_mode(st.st_mode) +
+           ", open to other users; fix it with: chmod " + octal_mode(mode).substr(1) + " " + dir;
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> ensure_private_directory(const std::string& dir) {
+  return ensure_socket_directory(dir, kPrivateDirMode, 077);
+}
+
+std::optional<std::string> ensure_traversable_directory(const std::string& dir) {
+  return ensure_socket_directory(dir, kTraversableDirMode, 022);
 }
 
 }  // namespace kosli

@@ -24,4 +24,9 @@ std::string socket_directory(std::string_view socket_path);
 // sentence saying what is wrong and how to fix it, or nullopt when all is well.
 std::optional<std::string> ensure_private_directory(const std::string& dir);
 
+// The same for a daemon that also serves other uids (--allow-uid): a new
+// directory is created 0711, and an existing one may let others traverse and
+// read it, but never write to it. The SO_PEERCRED check stays the real gate.
+std::optional<std::string> ensure_traversable_directory(const std::string& dir);
+
 }  // namespace kosli
