@@ -18,6 +18,8 @@ using nlohmann::json;
 constexpr std::size_t kMaxConfigBytes = 256 * 1024;
 // Longest time any *_s setting may take: a day.
 constexpr long kMaxSeconds = 86400;
+// Longest time any *_days setting may take: ten years.
+constexpr long kMaxDays = 3650;
 
 struct Reader {
   const std::string& origin;
@@ -40,11 +42,37 @@ struct Reader {
     return std::nullopt;
   }
 
+  std::optional<ConfigError> days(const json& v, const std::string& key, double& out) const {
+    if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > kMaxDays) {
+      return error(key, "must be a number of days from 0 to " + std::to_string(kMaxDays) + " (0: never)");
+    }
+    out = v.get<double>();
+    return std::nullopt;
+  }
+
   std::optional<ConfigError> profile(const json& v, const std::string& key, ProfileConfig& out) const {
     if (!v.is_object()) return error(key, "must be an object");
     for (const auto& [field, value] : v.items()) {
       const std::string name = key + "." + field;
-      if (field != "allowed_clients") return error(name, "is not a known setting");
+      if (field == "rotate_every_days") {
+        if (auto e = days(value, name, out.rotate_every_days)) return e;
+        continue;
+      }
+      if (field == "rotate_before_expiry_days") {
+        if (auto e = days(value, name, out.rotate_before_expiry_days)) return e;
+        continue;
+      }
+      if (field == "rotate_grace_hours") {
+        if (!value.is_number_integer() || value.get<long long>() < 1 || value.get<long long>() > 720) {
+          return error(name, "must be a whole number of hours from 1 to 720");
+        }
+        out.rotate_grace_hours = value.get<int>();
+        continue;
+      }
+      if (field != "allowed_clients") {
+        return error(name, "is not a known setting (known: allowed_clients, rotate_every_days, "
+                           "rotate_before_expiry_days, rotate_grace_hours)");
+      }
       if (!value.is_array()) return error(name, "must be a list of absolute program paths");
       for (const auto& program : value) {
         if (!program.is_string() || program.get_ref<const std::string&>().empty() ||
@@ -73,7 +101,7 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     return ConfigError{origin + ": not valid JSON (" + e.what() + ")"};
   }
   if (!root.is_object()) return ConfigError{origin + ": the file must hold one JSON object"};
@@ -91,6 +119,12 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       problem = r.path(value, key, config.audit_log);
     } else if (key == "ca_file") {
       problem = r.path(value, key, config.ca_file);
+    } else if (key == "expiry_warning_days") {
+      if (!value.is_number_integer() || value.get<long long>() < 0 || value.get<long long>() > 365) {
+        problem = r.error(key, "must be a whole number of days from 0 to 365 (0: never warn)");
+      } else {
+        config.expiry_warning_days = value.get<int>();
+      }
     } else if (key == "git_erase") {
       if (value == "forget") {
         config.git_erase = GitErase::forget;
@@ -119,7 +153,7 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       }
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
-                             "allow_uids, git_erase, ca_file, profiles)");
+                             "allow_uids, git_erase, ca_file, expiry_warning_days, profiles)");
     }
     if (problem) return *problem;
   }

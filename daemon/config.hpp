@@ -20,7 +20,17 @@ struct ProfileConfig {
   // Absolute paths of the programs a token for this profile may go to; empty:
   // any program of the daemon's user.
   std::vector<std::string> allowed_clients;
+  // Scheduled rotation through Kosli's API (service-account keys with a key id):
+  // when the key is this many days old (0: never; fractions allowed) …
+  double rotate_every_days = 0;
+  // … or this many days before its expires_at (0: never).
+  double rotate_before_expiry_days = 0;
+  // The old key's grace period for a scheduled rotation.
+  int rotate_grace_hours = 24;
 };
+
+// Clients warn about a key this many days before it expires, unless configured.
+inline constexpr int kDefaultExpiryWarningDays = 7;
 
 struct Config {
   std::string path;  // where it was read from; empty when there was no file
@@ -30,6 +40,7 @@ struct Config {
   std::vector<uid_t> allow_uids;
   GitErase git_erase = GitErase::forget;
   std::optional<std::string> ca_file;
+  int expiry_warning_days = kDefaultExpiryWarningDays;  // 0: never warn
   std::map<std::string, ProfileConfig, std::less<>> profiles;
 };
 

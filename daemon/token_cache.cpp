@@ -2,7 +2,7 @@
 
 namespace kosli::daemon {
 
-std::optional<std::string> TokenCache::token_body(std::string_view name) {
+std::optional<std::string> TokenCache::token_body(std::string_view name, TokenInfo* info) {
   std::lock_guard lock(mutex_);
   const auto it = entries_.find(name);
   if (it == entries_.end()) return std::nullopt;
@@ -10,6 +10,7 @@ std::optional<std::string> TokenCache::token_body(std::string_view name) {
     entries_.erase(it);
     return std::nullopt;
   }
+  if (info != nullptr) *info = it->second.info;
   return serialize_token(it->second.key, it->second.info);
 }
 

@@ -20,8 +20,9 @@ class TokenCache {
   // ttl 0 disables caching.
   explicit TokenCache(std::chrono::seconds ttl) : ttl_(ttl) {}
 
-  // The token body for `name` when a fresh entry exists. Wipe it after use.
-  std::optional<std::string> token_body(std::string_view name);
+  // The token body for `name` when a fresh entry exists (and, when `info` is
+  // given, what it says besides the token). Wipe it after use.
+  std::optional<std::string> token_body(std::string_view name, TokenInfo* info = nullptr);
   // Bumped by every drop and clear. A key read from the store before an erase
   // or a lock finished must not be cached after it: read the generation before
   // loading and pass it to put(), which then ignores a stale fill.

@@ -18,10 +18,14 @@ enum class ErrorCode {
   unsupported_media_type,
   too_many_requests,
   headers_too_large,
+  uri_too_long,  // the request target is longer than limits::kMaxTargetBytes
   not_implemented,
   kosli_unreachable,
   backend_unavailable,
   internal,
+  key_rejected,  // Kosli refused the key (401, or 403 for the profile's org)
+  key_expired,   // the stored key is past its expires_at: no token is handed out
+  conflict,      // the profile is busy (a rotation is in flight)
 };
 
 // HTTP status for the code (400, 403, 404, …).

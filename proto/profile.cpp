@@ -113,6 +113,8 @@ json to_json(const ProfileMeta& m) {
       {"service_account", m.service_account.empty() ? json(nullptr) : json(m.service_account)},
       {"key_id", m.key_id.empty() ? json(nullptr) : json(m.key_id)},
       {"persistent", m.persistent},
+      {"last_verified_at", time_or_null(m.last_verified_at)},
+      {"last_verify_result", m.last_verify_result.empty() ? json(nullptr) : json(m.last_verify_result)},
   };
 }
 
@@ -125,13 +127,15 @@ std::optional<ProfileMeta> profile_from_json(const json& j) {
   }
   for (const auto& [field, out] :
        {std::pair{"description", &m.description}, {"fingerprint", &m.fingerprint},
-        {"service_account", &m.service_account}, {"key_id", &m.key_id}}) {
+        {"service_account", &m.service_account}, {"key_id", &m.key_id},
+        {"last_verify_result", &m.last_verify_result}}) {
     if (read_string(j, field, false, *out)) return std::nullopt;
   }
   const auto k = kind_from_name(kind);
   if (!k) return std::nullopt;
   m.kind = *k;
-  for (const auto& [field, out] : {std::pair{"created_at", &m.created_at}, {"expires_at", &m.expires_at}}) {
+  for (const auto& [field, out] : {std::pair{"created_at", &m.created_at}, {"expires_at", &m.expires_at},
+                                   {"last_verified_at", &m.last_verified_at}}) {
     const auto it = j.find(field);
     if (it == j.end()) continue;
     const auto t = time_from_json(*it);
@@ -243,6 +247,7 @@ std::string serialize_token(const Secret& token, const TokenInfo& info) {
          {"org", info.org},
          {"host", info.host},
          {"expires_at", time_or_null(info.expires_at)}};
+  if (info.expires_at != 0 && info.expiry_warning_days > 0) j["expiry_warning_days"] = info.expiry_warning_days;
   j["token"].get_ref<std::string&>().assign(token.reveal());
   std::string out = dump_reserved(j, token.size(), info.org.size() + info.host.size());
   wipe(j["token"].get_ref<std::string&>());
@@ -267,7 +272,115 @@ std::variant<TokenResponse, CodecError> parse_token(std::string& body) {
     if (!t) return CodecError{"the daemon's answer has a bad expires_at"};
     r.info.expires_at = *t;
   }
+  if (const auto w = j.find("expiry_warning_days"); w != j.end() && w->is_number_integer()) {
+    const auto days = w->get<std::int64_t>();
+    if (days > 0 && days <= 3650) r.info.expiry_warning_days = static_cast<int>(days);
+  }
   return r;
+}
+
+std::int64_t days_left(std::int64_t expires_at, std::int64_t now) {
+  constexpr std::int64_t kDay = 86400;
+  const std::int64_t left = expires_at - now;
+  return left >= 0 ? left / kDay : -((-left + kDay - 1) / kDay);
+}
+
+bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now) {
+  if (expires_at == 0) return false;
+  return expires_at <= now || expires_at - now <= static_cast<std::int64_t>(warning_days) * 86400;
+}
+
+std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  wipe(body);
+  if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
+  if (!j.is_object()) return CodecError{"the body must be a JSON object"};
+
+  RotateRequest r;
+  // Take the key first, so every later return leaves no copy of it behind.
+  if (const auto it = j.find("api_key"); it != j.end()) {
+    if (!it->is_string()) return CodecError{"the field 'api_key' must be a string"};
+    auto& raw = it->get_ref<std::string&>();
+    r.api_key = Secret(raw);
+    wipe(raw);
+    if (auto problem = api_key_problem(r.api_key.reveal())) return CodecError{std::move(*problem)};
+  }
+  static constexpr std::string_view kKnown[] = {"api_key", "verify", "key_id", "expires_at", "via_api"};
+  for (const auto& item : j.items()) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), item.key()) == std::end(kKnown)) {
+      return CodecError{"unknown field '" + item.key() + "'"};
+    }
+  }
+  const auto via = j.find("via_api");
+  if (r.api_key.empty() == (via == j.end())) {
+    return CodecError{"send either 'api_key' (a new key you got from Kosli) or 'via_api' "
+                      "(rotate through Kosli's API), not both"};
+  }
+  const auto read_time = [](const json& v, const char* field) -> std::variant<std::int64_t, CodecError> {
+    const auto t = time_from_json(v);
+    if (!t) return CodecError{std::string("the field '") + field + "' must be an RFC 3339 time, Unix seconds or null"};
+    return *t;
+  };
+
+  if (via != j.end()) {
+    r.via_api = true;
+    for (const char* field : {"verify", "key_id", "expires_at"}) {
+      if (j.contains(field)) {
+        return CodecError{std::string("the field '") + field + "' does not go with 'via_api'" +
+                          (std::string_view(field) == "expires_at" ? " (put it inside 'via_api')" : "")};
+      }
+    }
+    if (!via->is_object()) return CodecError{"the field 'via_api' must be an object"};
+    for (const auto& item : via->items()) {
+      if (item.key() == "grace_period_hours") {
+        const auto& v = item.value();
+        if (!v.is_number_integer() || v.get<std::int64_t>() < kMinGraceHours ||
+            v.get<std::int64_t>() > kMaxGraceHours) {
+          return CodecError{"the field 'via_api.grace_period_hours' must be a whole number of hours from 1 to 720"};
+        }
+        r.grace_period_hours = v.get<int>();
+      } else if (item.key() == "expires_at") {
+        auto t = read_time(item.value(), "via_api.expires_at");
+        if (auto* e = std::get_if<CodecError>(&t)) return *e;
+        if (const auto seconds = std::get<std::int64_t>(t); seconds != 0) r.expires_at = seconds;
+      } else {
+        return CodecError{"unknown field 'via_api." + item.key() + "'"};
+      }
+    }
+    return r;
+  }
+
+  if (const auto v = j.find("verify"); v != j.end()) {
+    if (!v->is_boolean()) return CodecError{"the field 'verify' must be true or false"};
+    r.verify = v->get<bool>();
+  }
+  if (auto e = read_string(j, "key_id", false, r.key_id)) return *e;
+  if (!r.key_id.empty() && !valid_identifier(r.key_id)) {
+    return CodecError{"the field 'key_id' has characters that are not allowed"};
+  }
+  if (const auto e = j.find("expires_at"); e != j.end()) {
+    auto t = read_time(*e, "expires_at");
+    if (auto* err = std::get_if<CodecError>(&t)) return *err;
+    r.expires_at = std::get<std::int64_t>(t);
+  }
+  return r;
+}
+
+std::string serialize_rotate(const RotateRequest& r) {
+  if (r.via_api) {
+    json via{{"grace_period_hours", r.grace_period_hours}};
+    if (r.expires_at && *r.expires_at != 0) via["expires_at"] = format_rfc3339(*r.expires_at);
+    return json{{"via_api", std::move(via)}}.dump();
+  }
+  json j{{"verify", r.verify}};
+  if (!r.key_id.empty()) j["key_id"] = r.key_id;
+  if (r.expires_at) j["expires_at"] = time_or_null(*r.expires_at);
+  // Assign in place: a temporary string would leave an unwiped copy behind.
+  j["api_key"] = std::string();
+  j["api_key"].get_ref<std::string&>().assign(r.api_key.reveal());
+  std::string out = dump_reserved(j, r.api_key.size(), r.key_id.size() + 64);
+  wipe(j["api_key"].get_ref<std::string&>());
+  return out;
 }
 
 }  // namespace kosli

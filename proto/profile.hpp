@@ -37,7 +37,14 @@ struct ProfileMeta {
   std::string service_account;
   std::string key_id;
   bool persistent = true;
+  std::int64_t last_verified_at = 0;  // Unix seconds of Kosli's last definite answer, 0 = never
+  std::string last_verify_result;     // "valid", "invalid", "forbidden"; empty = never checked
 };
+
+// Kosli's answer to "does this key work?" (GET /api/v2/environments/<org>).
+inline constexpr std::string_view kVerifyValid = "valid";          // 200
+inline constexpr std::string_view kVerifyInvalid = "invalid";      // 401: invalid, revoked or expired
+inline constexpr std::string_view kVerifyForbidden = "forbidden";  // 403: valid, but not for the org
 
 nlohmann::json to_json(const ProfileMeta& meta);
 // Parses a profile as the daemon sends it; nullopt when a field is missing or mistyped.
@@ -73,8 +80,12 @@ struct TokenInfo {
   std::string org;
   std::string host;
   std::int64_t expires_at = 0;
+  // The daemon's expiry-warning window: clients warn when expires_at is this
+  // close. 0 = no warning.
+  int expiry_warning_days = 0;
 };
-// {"token","token_type":"Bearer","org","host","expires_at"}. Wipe it after use.
+// {"token","token_type":"Bearer","org","host","expires_at"}, and for a key that
+// expires, "expiry_warning_days". Wipe it after use.
 std::string serialize_token(const Secret& token, const TokenInfo& info);
 
 struct TokenResponse {
@@ -83,5 +94,37 @@ struct TokenResponse {
 };
 // Parses a token body; wipes the token's bytes in `body` as it goes.
 std::variant<TokenResponse, CodecError> parse_token(std::string& body);
+
+// Whole days from `now` until `expires_at` (negative once past; both Unix seconds).
+std::int64_t days_left(std::int64_t expires_at, std::int64_t now);
+// Whether a key that expires at `expires_at` (0 = never) is within `warning_days`
+// of it at `now`, or already past.
+bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now);
+
+// Kosli's limits on a rotation's grace period (hours).
+inline constexpr int kMinGraceHours = 1;
+inline constexpr int kMaxGraceHours = 720;
+inline constexpr int kDefaultGraceHours = 24;
+
+// The body of POST /v1/profiles/{name}/rotate: either a new key the user got
+// from Kosli ({"api_key","verify"?,"expires_at"?,"key_id"?}), or a rotation
+// through Kosli's API ({"via_api":{"grace_period_hours"?,"expires_at"?}}).
+struct RotateRequest {
+  bool via_api = false;
+  // By hand:
+  Secret api_key;
+  bool verify = true;
+  std::string key_id;  // the new key's id in Kosli; empty: unknown
+  // Both: the new key's expiry (Unix seconds); nullopt: by hand, never/unknown;
+  // through the API, Kosli's default.
+  std::optional<std::int64_t> expires_at;
+  // Through the API:
+  int grace_period_hours = kDefaultGraceHours;
+};
+
+// Parses and validates a rotate body, wiping the key's bytes in `body`.
+std::variant<RotateRequest, CodecError> parse_rotate(std::string& body);
+// Serialises a rotate body. The caller wipes the returned string after sending it.
+std::string serialize_rotate(const RotateRequest& request);
 
 }  // namespace kosli

@@ -40,4 +40,14 @@ StoreResult<bool> MemoryStore::erase(std::string_view name, Deadline) {
   return true;
 }
 
+StoreResult<bool> MemoryStore::record_verification(std::string_view name, std::string_view fingerprint,
+                                                   std::int64_t at, std::string_view result, Deadline) {
+  std::lock_guard lock(mutex_);
+  const auto it = profiles_.find(name);
+  if (it == profiles_.end() || it->second.meta.fingerprint != fingerprint) return false;
+  it->second.meta.last_verified_at = at;
+  it->second.meta.last_verify_result = std::string(result);
+  return true;
+}
+
 }  // namespace kosli::daemon

@@ -20,6 +20,8 @@ class MemoryStore final : public Store {
   StoreResult<std::optional<StoredKey>> load(std::string_view name, Deadline) override;
   StoreResult<bool> put(const ProfileMeta& meta, const Secret& key, Deadline) override;
   StoreResult<bool> erase(std::string_view name, Deadline) override;
+  StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint, std::int64_t at,
+                                        std::string_view result, Deadline) override;
 
  private:
   std::mutex mutex_;

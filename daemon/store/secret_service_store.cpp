@@ -29,6 +29,9 @@ constexpr const char* kAttrKeyId = "key_id";
 constexpr const char* kAttrCreatedAt = "created_at";
 constexpr const char* kAttrDescription = "description";
 constexpr const char* kAttrFingerprint = "fingerprint";
+// Kosli's last definite answer about the key (absent on items from older versions).
+constexpr const char* kAttrLastVerifiedAt = "last_verified_at";
+constexpr const char* kAttrLastVerifyResult = "last_verify_result";
 
 const SecretSchema* schema() {
   static const SecretSchema s = {
@@ -45,6 +48,8 @@ const SecretSchema* schema() {
           {kAttrCreatedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrDescription, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrFingerprint, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrLastVerifiedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrLastVerifyResult, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING},
       },
       0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
@@ -125,6 +130,8 @@ Attributes to_attributes(const ProfileMeta& m) {
       {kAttrCreatedAt, std::to_string(m.created_at)},
       {kAttrDescription, m.description},
       {kAttrFingerprint, m.fingerprint},
+      {kAttrLastVerifiedAt, std::to_string(m.last_verified_at)},
+      {kAttrLastVerifyResult, m.last_verify_result},
   };
 }
 
@@ -141,6 +148,8 @@ ProfileMeta to_meta(const Attributes& a, SecretItem* item) {
   if (m.created_at == 0) m.created_at = static_cast<std::int64_t>(secret_item_get_created(item));
   m.description = attr(a, kAttrDescription);
   m.fingerprint = attr(a, kAttrFingerprint);
+  m.last_verified_at = attr_int(a, kAttrLastVerifiedAt);
+  m.last_verify_result = attr(a, kAttrLastVerifyResult);
   m.persistent = true;
   return m;
 }
@@ -282,11 +291,24 @@ class SecretServiceStore::Impl {
     const auto table = to_hash_table(query);
     const auto flags = static_cast<SecretSearchFlags>(
         SECRET_SEARCH_ALL | (load_secrets ? SECRET_SEARCH_LOAD_SECRETS : SECRET_SEARCH_NONE));
-    GError* error = nullptr;
-    ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), flags,
-                                             call.cancellable(), &error));
-    if (error != nullptr) return fail(call, error, "searching the keyring");
-    return std::variant<ItemList, StoreError>(std::move(list));
+    // An item another program deletes between the search and the reading of
+    // its attributes fails the whole search: search again, a few times at most.
+    constexpr int kSearchAttempts = 3;
+    for (int attempt = 1;; ++attempt) {
+      GError* error = nullptr;
+      ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), flags,
+                                               call.cancellable(), &error));
+      if (error == nullptr) return std::variant<ItemList, StoreError>(std::move(list));
+      // (gnome-keyring answers for a deleted item with UnknownMethod.)
+      const bool item_vanished = g_error_matches(error, SECRET_ERROR, SECRET_ERROR_NO_SUCH_OBJECT) ||
+                                 g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
+                                 g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT);
+      if (attempt < kSearchAttempts && !call.cancelled() && item_vanished) {
+        g_error_free(error);
+        continue;
+      }
+      return fail(call, error, "searching the keyring");
+    }
   }
 
   // The newest item (highest created_at) among the list; nullptr for none.
@@ -416,6 +438,27 @@ StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret&
     }
   }
   return replaced;
+}
+
+StoreResult<bool> SecretServiceStore::record_verification(std::string_view name, std::string_view fingerprint,
+                                                          std::int64_t at, std::string_view result,
+                                                          Deadline deadline) {
+  Impl::Call call(*impl_, deadline);
+  auto found = impl_->search(call, name, false);
+  if (auto* e = std::get_if<StoreError>(&found)) return *e;
+  SecretItem* item = Impl::newest(std::get<ItemList>(found));
+  if (item == nullptr) return false;
+  Attributes attrs = own_attributes(item_attributes(item));
+  if (attr(attrs, kAttrFingerprint) != fingerprint) return false;
+  if (secret_item_get_locked(item)) return locked_error();
+  attrs[kAttrLastVerifiedAt] = std::to_string(at);
+  attrs[kAttrLastVerifyResult] = std::string(result);
+  const auto table = to_hash_table(attrs);
+  GError* error = nullptr;
+  if (!secret_item_set_attributes_sync(item, schema(), table.get(), call.cancellable(), &error)) {
+    return impl_->fail(call, error, "updating the profile's metadata");
+  }
+  return true;
 }
 
 StoreResult<bool> SecretServiceStore::erase(std::string_view name, Deadline deadline) {

@@ -37,6 +37,9 @@ class SecretServiceStore final : public Store {
   StoreResult<std::optional<StoredKey>> load(std::string_view name, Deadline deadline) override;
   StoreResult<bool> put(const ProfileMeta& meta, const Secret& key, Deadline deadline) override;
   StoreResult<bool> erase(std::string_view name, Deadline deadline) override;
+  // Updates the item's attributes in place; the secret is not read or rewritten.
+  StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint, std::int64_t at,
+                                        std::string_view result, Deadline deadline) override;
 
  private:
   class Impl;

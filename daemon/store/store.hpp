@@ -53,6 +53,23 @@ class Store {
   virtual StoreResult<bool> put(const ProfileMeta& meta, const Secret& key, Deadline deadline) = 0;
   // Erases the profile; false when there was none.
   virtual StoreResult<bool> erase(std::string_view name, Deadline deadline) = 0;
+
+  // Records Kosli's answer (last_verified_at, last_verify_result) on the
+  // profile, provided it still holds the key with `fingerprint`; false when the
+  // profile is gone or holds another key by now. The key itself is not touched.
+  // This default reads and rewrites the whole profile; backends override it.
+  virtual StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint,
+                                                std::int64_t at, std::string_view result, Deadline deadline) {
+    auto loaded = load(name, deadline);
+    if (auto* e = std::get_if<StoreError>(&loaded)) return *e;
+    auto& stored = std::get<std::optional<StoredKey>>(loaded);
+    if (!stored || stored->meta.fingerprint != fingerprint) return false;
+    stored->meta.last_verified_at = at;
+    stored->meta.last_verify_result = std::string(result);
+    auto put_result = put(stored->meta, stored->key, deadline);
+    if (auto* e = std::get_if<StoreError>(&put_result)) return *e;
+    return true;
+  }
 };
 
 }  // namespace kosli::daemon

@@ -24,10 +24,14 @@ constexpr ErrorCase kErrors[] = {
     {ErrorCode::unsupported_media_type, 415, "unsupported_media_type", 1},
     {ErrorCode::too_many_requests, 429, "too_many_requests", 1},
     {ErrorCode::headers_too_large, 431, "headers_too_large", 1},
+    {ErrorCode::uri_too_long, 414, "uri_too_long", 1},
     {ErrorCode::internal, 500, "internal", 1},
     {ErrorCode::not_implemented, 501, "not_implemented", 1},
     {ErrorCode::kosli_unreachable, 502, "kosli_unreachable", 1},
     {ErrorCode::backend_unavailable, 503, "backend_unavailable", 6},
+    {ErrorCode::conflict, 409, "conflict", 1},
+    {ErrorCode::key_expired, 410, "key_expired", 7},
+    {ErrorCode::key_rejected, 422, "key_rejected", 7},
 };
 
 TEST(Errors, StatusNameAndExitCodeFollowTheDesign) {

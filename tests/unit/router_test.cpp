@@ -140,10 +140,25 @@ TEST_F(RouterTest, TokenAnswersWithTheBearerTokenMarkedSensitive) {
 
 TEST_F(RouterTest, TokenCarriesTheExpiry) {
   json body = put_body("key-123");
-  body["expires_at"] = 1795691986;
+  body["expires_at"] = 4102444800;  // a key already expired gets no token at all
   ASSERT_EQ(call("PUT", "/v1/profiles/ci", body.dump()).status, 201);
   cache_.clear();
-  EXPECT_EQ(json::parse(token("ci").body)["expires_at"], "2026-11-26T11:19:46Z");
+  const auto token_body = json::parse(token("ci").body);
+  EXPECT_EQ(token_body["expires_at"], "2100-01-01T00:00:00Z");
+  EXPECT_EQ(token_body["expiry_warning_days"], 7) << "clients warn this close to the expiry";
+}
+
+TEST_F(RouterTest, AnExpiredKeyGetsNoToken) {
+  json body = put_body("key-123");
+  body["expires_at"] = 1000000000;  // 2001
+  ASSERT_EQ(call("PUT", "/v1/profiles/ci", body.dump()).status, 201);
+  for (int i = 0; i < 2; ++i) {  // from the cache, then from the store
+    const Response r = token("ci");
+    EXPECT_TRUE(IsError(r, 410, "key_expired"));
+    EXPECT_TRUE(Mentions(r.body, "expired at 2001-09-09T01:46:40Z"));
+    EXPECT_EQ(r.body.find("key-123"), std::string::npos);
+    cache_.clear();
+  }
 }
 
 TEST_F(RouterTest, TokenFollowsAReplacedKey) {
