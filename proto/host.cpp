@@ -20,12 +20,29 @@ bool is_loopback(std::string_view hostname) {
                      [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '.'; });
 }
 
+// DNS names of letters, digits and inner hyphens, or a bracketed IPv6 literal.
 bool valid_hostname(std::string_view h) {
-  if (h.empty()) return false;
-  if (h.front() == '[') return h.back() == ']' && h.size() > 2;  // IPv6 literal
-  return std::all_of(h.begin(), h.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
-  });
+  if (h.empty() || h.size() > 253) return false;
+  if (h.front() == '[') {
+    const auto inner = h.substr(1, h.size() - 2);
+    return h.back() == ']' && inner.find(':') != std::string_view::npos &&
+           std::all_of(inner.begin(), inner.end(), [](char c) {
+             return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+           });
+  }
+  while (!h.empty()) {
+    const auto dot = h.find('.');
+    const auto label = h.substr(0, dot);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-' ||
+        !std::all_of(label.begin(), label.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; })) {
+      return false;
+    }
+    if (dot == std::string_view::npos) break;
+    h.remove_prefix(dot + 1);
+    if (h.empty()) return false;  // a trailing dot
+  }
+  return true;
 }
 
 }  // namespace
@@ -73,7 +90,8 @@ std::variant<std::string, HostError> normalize_host(std::string_view url) {
     return HostError{"the host must use https://"};
   }
   std::string out = scheme + "://" + host;
-  if (!port.empty()) out.append(":").append(port);
+  // One spelling per host: ":0443" is ":443".
+  if (!port.empty()) out.append(":").append(std::to_string(std::stoi(std::string(port))));
   return out;
 }
 

@@ -73,12 +73,13 @@ RouteResult match_route(std::string_view method, std::string_view target) {
   const auto path = split_path(target.substr(0, target.find('?')));
   std::string allow;
   std::string_view matched_name;
-  bool shape_found = false;
+  bool shape_found = false, named = false;
   for (const auto& spec : kRoutes) {
     std::string_view name;
     if (!shape_matches(spec.pattern, path, name)) continue;
     shape_found = true;
     matched_name = name;
+    named = spec.pattern.find(kNameSlot) != std::string_view::npos;
     if (spec.method == method) {
       if (spec.pattern.find(kNameSlot) != std::string_view::npos) {
         if (auto problem = profile_name_problem(name)) return RouteBadName{std::move(*problem)};
@@ -89,7 +90,8 @@ RouteResult match_route(std::string_view method, std::string_view target) {
     allow += spec.method;
   }
   if (!shape_found) return RouteNotFound{};
-  if (auto problem = profile_name_problem(matched_name); problem && !matched_name.empty()) {
+  // A bad name is the first thing wrong with the request, whatever its method.
+  if (auto problem = profile_name_problem(matched_name); problem && named) {
     return RouteBadName{std::move(*problem)};
   }
   return RouteMethodNotAllowed{std::move(allow)};

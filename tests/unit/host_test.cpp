@@ -87,3 +87,20 @@ TEST(HostAuthority, IsTheHostAndPortWithoutTheScheme) {
 
 }  // namespace
 }  // namespace kosli
+
+namespace kosli {
+namespace {
+
+TEST(NormalizeHostStrictness, RefusesMalformedNamesAndNormalisesPorts) {
+  for (const char* bad : {"https://[a b]", "https://[evil.com]", "https://app..kosli.com", "https://.",
+                          "https://-", "https://app.kosli.com.", "https://-app.kosli.com", "https://app-.kosli.com"}) {
+    EXPECT_TRUE(std::holds_alternative<HostError>(normalize_host(bad))) << bad;
+  }
+  const auto port = normalize_host("https://app.kosli.com:0443");
+  ASSERT_TRUE(std::holds_alternative<std::string>(port));
+  EXPECT_EQ(std::get<std::string>(port), "https://app.kosli.com:443");
+  EXPECT_TRUE(std::holds_alternative<std::string>(normalize_host("https://[2001:db8::1]:8443")));
+}
+
+}  // namespace
+}  // namespace kosli

@@ -131,3 +131,17 @@ TEST(RouteSpec, MethodsFollowTheTable) {
 
 }  // namespace
 }  // namespace kosli
+
+namespace kosli {
+namespace {
+
+TEST(MatchRouteEmptyName, AnEmptyNameIsABadNameForEveryMethod) {
+  for (const char* method : {"GET", "POST", "PATCH"}) {
+    EXPECT_TRUE(std::holds_alternative<RouteBadName>(match_route(method, "/v1/profiles/"))) << method;
+  }
+  // Routes without a name still answer 405 to a wrong method.
+  EXPECT_TRUE(std::holds_alternative<RouteMethodNotAllowed>(match_route("GET", "/v1/lock")));
+}
+
+}  // namespace
+}  // namespace kosli

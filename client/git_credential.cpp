@@ -1,0 +1,279 @@
+#include "client/git_credential.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "client/cli_error.hpp"
+#include "proto/errors.hpp"
+#include "proto/host.hpp"
+#include "proto/profile.hpp"
+#include "proto/routes.hpp"
+
+namespace kosli::client {
+namespace {
+
+using nlohmann::json;
+
+// All the input a helper reads: more than any honest request.
+constexpr std::size_t kMaxGitCredentialInput = 1024 * 1024;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// url=<protocol>://[<user>[:<password>]@]<host>[/<path>], as git splits it.
+// Like git, refuses a component that decodes to a newline (or a NUL): either
+// would break the lines of the answer.
+std::optional<GitCredentialError> apply_url(std::string_view url, GitCredential& c) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos) return std::nullopt;
+  c.protocol = std::string(url.substr(0, sep));
+  std::string_view rest = url.substr(sep + 3);
+  const auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  c.path = slash == std::string_view::npos ? std::string() : percent_decode(rest.substr(slash + 1));
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    const std::string_view user_info = authority.substr(0, at);
+    c.username = percent_decode(user_info.substr(0, user_info.find(':')));
+    authority = authority.substr(at + 1);
+  }
+  c.host = percent_decode(authority);
+  for (const auto& [name, value] : {std::pair{"username", &c.username}, {"host", &c.host}, {"path", &c.path}}) {
+    if (value->find_first_of(std::string_view("\n\0", 2)) != std::string::npos) {
+      return GitCredentialError{std::string("the url has a newline or NUL in its ") + name + " (percent-encoded)"};
+    }
+  }
+  return std::nullopt;
+}
+
+// The profiles the daemon keeps, metadata only.
+std::vector<ProfileMeta> list_profiles(DaemonClient& daemon) {
+  const auto result = daemon.request("GET", route_target(Route::list_profiles));
+  const auto j = json::parse(result.body, nullptr, false);
+  std::vector<ProfileMeta> out;
+  if (!j.is_object() || !j.contains("profiles") || !j["profiles"].is_array()) return out;
+  for (const auto& p : j["profiles"]) {
+    if (auto meta = profile_from_json(p)) out.push_back(std::move(*meta));
+  }
+  return out;
+}
+
+// Whether a profile's host is the one git asks about (scheme and authority).
+bool serves(const ProfileMeta& meta, std::string_view protocol, std::string_view host) {
+  const auto sep = meta.host.find("://");
+  return sep != std::string::npos && meta.host.substr(0, sep) == lower(protocol) &&
+         host_authority(meta.host) == lower(host);
+}
+
+bool serves(const ProfileMeta& meta, const GitCredential& c) { return serves(meta, c.protocol, c.host); }
+
+std::optional<ProfileMeta> choose(const std::vector<ProfileMeta>& profiles, const GitCredential& c) {
+  return profile_for_git(profiles, c.protocol, c.host, c.username);
+}
+
+TokenResponse fetch_token(DaemonClient& daemon, const std::string& profile) {
+  auto result = daemon.request("GET", route_target(Route::token, profile));
+  auto parsed = parse_token(result.body);
+  if (auto* e = std::get_if<CodecError>(&parsed)) throw CliError(exit_code::error, e->message);
+  return std::move(std::get<TokenResponse>(parsed));
+}
+
+// A profile name for a new org on a host: "<org>-eu", "<org>-us" or "<org>-<host>".
+std::string new_profile_name(const std::string& org, const std::string& host) {
+  std::string region = host == host_authority(kEuHost) ? "eu" : host == host_authority(kUsHost) ? "us" : host;
+  std::string name = lower(org) + "-" + lower(region);
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '-';
+  }
+  name.resize(std::min<std::size_t>(name.size(), 64));
+  return name;
+}
+
+void write_all(std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(STDOUT_FILENO, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw CliError(exit_code::error, "cannot write the answer to git");
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+int get(DaemonClient& daemon, const GitCredential& c) {
+  if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;  // not ours: git asks the next helper
+  const auto profile = choose(list_profiles(daemon), c);
+  if (!profile) return exit_code::ok;
+  auto token = fetch_token(daemon, profile->name);
+  std::string answer;
+  answer.reserve(64 + token.info.org.size() + token.token.size());
+  answer.append("username=").append(token.info.org).append("\npassword=").append(token.token.reveal()).append("\n");
+  if (token.info.expires_at != 0) answer.append("password_expiry_utc=" + std::to_string(token.info.expires_at) + "\n");
+  write_all(answer);
+  wipe(answer);
+  return exit_code::ok;
+}
+
+int store(DaemonClient& daemon, const GitCredential& c) {
+  if (lower(c.protocol) != "https" || c.host.empty() || c.username.empty() || c.password.empty()) {
+    return exit_code::ok;
+  }
+  const auto profiles = list_profiles(daemon);
+  const std::string host = lower(c.host);
+  const bool kosli_host = host == host_authority(kEuHost) || host == host_authority(kUsHost) ||
+                          std::any_of(profiles.begin(), profiles.end(), [&](const auto& p) { return serves(p, c); });
+  if (!kosli_host) return exit_code::ok;
+
+  PutProfileRequest put;
+  std::string name;
+  if (const auto existing = choose(profiles, c)) {
+    // git approves every credential that worked, ours included: nothing to do then.
+    if (fetch_token(daemon, existing->name).token.equals(c.password)) return exit_code::ok;
+    name = existing->name;
+    put.kind = existing->kind;
+    put.description = existing->description;
+    put.service_account = existing->service_account;
+    put.key_id = existing->key_id;
+  } else {
+    name = new_profile_name(c.username, host);
+  }
+  if (auto problem = profile_name_problem(name)) throw CliError(exit_code::usage, "cannot name a profile for org " + c.username);
+  put.org = c.username;
+  put.host = "https://" + host;
+  put.expires_at = c.password_expiry_utc;
+  put.api_key = c.password.clone();
+  std::string body = serialize_put_profile(put);
+  daemon.request("PUT", route_target(Route::put_profile, name), &body);
+  return exit_code::ok;
+}
+
+int erase(DaemonClient& daemon, const GitCredential& c) {
+  if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;
+  const auto profile = choose(list_profiles(daemon), c);
+  if (!profile) return exit_code::ok;
+  // Only the key git saw rejected: another helper's credential is not ours to judge.
+  if (!c.password.empty() && !fetch_token(daemon, profile->name).token.equals(c.password)) return exit_code::ok;
+  daemon.request("POST", route_target(Route::reject, profile->name));
+  return exit_code::ok;
+}
+
+std::string read_input() {
+  std::string input;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    input.append(buf, static_cast<std::size_t>(n));
+    // The description ends at a blank line; git may keep the pipe open after it.
+    if (input.rfind("\n\n") != std::string::npos || input.rfind("\r\n\r\n") != std::string::npos ||
+        input.compare(0, 1, "\n") == 0) {
+      break;
+    }
+    if (input.size() > kMaxGitCredentialInput) break;
+  }
+  wipe(buf, sizeof buf);
+  return input;
+}
+
+}  // namespace
+
+std::optional<ProfileMeta> profile_for_git(const std::vector<ProfileMeta>& profiles, std::string_view protocol,
+                                           std::string_view host, std::string_view org) {
+  std::vector<const ProfileMeta*> on_host;
+  for (const auto& p : profiles) {
+    if (serves(p, protocol, host) && (org.empty() || p.org == org)) on_host.push_back(&p);
+  }
+  if (on_host.empty()) return std::nullopt;
+  const char* env = std::getenv("KOSLI_PROFILE");
+  for (const std::string_view preferred : {std::string_view(env != nullptr ? env : ""), kDefaultProfile}) {
+    for (const auto* p : on_host) {
+      if (!preferred.empty() && p->name == preferred) return *p;
+    }
+  }
+  return *on_host.front();
+}
+
+std::variant<GitCredential, GitCredentialError> parse_git_credential(std::string_view input) {
+  if (input.size() > kMaxGitCredentialInput) return GitCredentialError{"the input is larger than 1 MiB"};
+  GitCredential c;
+  while (!input.empty()) {
+    const auto eol = input.find('\n');
+    std::string_view line = input.substr(0, eol);
+    input = eol == std::string_view::npos ? std::string_view{} : input.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the end of the description
+    if (line.size() > kMaxGitCredentialLine) {
+      return GitCredentialError{"a line of the input is longer than 65535 bytes"};
+    }
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos) return GitCredentialError{"a line of the input is not key=value"};
+    const std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+    if (value.find('\0') != std::string_view::npos || key.find('\0') != std::string_view::npos) {
+      return GitCredentialError{"a value in the input contains a NUL byte"};
+    }
+    if (key == "url") {
+      if (auto e = apply_url(value, c)) return *e;
+    } else if (key == "protocol") {
+      c.protocol = value;
+    } else if (key == "host") {
+      c.host = value;
+    } else if (key == "path") {
+      c.path = value;
+    } else if (key == "username") {
+      c.username = value;
+    } else if (key == "password") {
+      c.password = Secret(value);
+    } else if (key == "password_expiry_utc") {
+      std::int64_t t = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), t);
+      c.password_expiry_utc = ec == std::errc() && end == value.data() + value.size() && t > 0 ? t : 0;
+    }
+    // Every other attribute (wwwauth[], capability[], state[], …) is not ours.
+  }
+  return c;
+}
+
+int run_git_credential(DaemonClient& daemon, std::string_view operation) {
+  if (operation != "get" && operation != "store" && operation != "erase") return exit_code::ok;
+  std::string input = read_input();
+  auto parsed = parse_git_credential(input);
+  wipe(input);
+  if (auto* e = std::get_if<GitCredentialError>(&parsed)) throw CliError(exit_code::usage, e->message);
+  const auto& c = std::get<GitCredential>(parsed);
+  if (operation == "get") return get(daemon, c);
+  if (operation == "store") return store(daemon, c);
+  return erase(daemon, c);
+}
+
+}  // namespace kosli::client

@@ -1,0 +1,53 @@
+// git's credential-helper protocol (git help credential): `key=value` lines on
+// stdin up to a blank line or EOF; answers on stdout in the same form. Spoken
+// by git and by every tool that reuses `git credential fill`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "client/daemon_client.hpp"
+#include "proto/profile.hpp"
+#include "proto/secret.hpp"
+
+namespace kosli::client {
+
+// git's own limit on one line of the protocol.
+inline constexpr std::size_t kMaxGitCredentialLine = 65535;
+
+// The attributes this helper uses; every other attribute is ignored.
+struct GitCredential {
+  std::string protocol;
+  std::string host;  // with ":port" when not the default
+  std::string path;
+  std::string username;
+  Secret password;
+  std::int64_t password_expiry_utc = 0;
+};
+
+struct GitCredentialError {
+  std::string message;
+};
+
+// Parses the helper's input. `url=` is expanded into its parts (later lines
+// win, as in git); a line without '=', a value with a NUL or a line longer
+// than kMaxGitCredentialLine is an error.
+std::variant<GitCredential, GitCredentialError> parse_git_credential(std::string_view input);
+
+// The profile git is answered with for `host` (and `org`, when the request
+// names one as its username): among the profiles on that scheme and host, the
+// one of that org (none if there is none), else $KOSLI_PROFILE, else
+// "default", else the first by name. `profiles` must be sorted by name.
+std::optional<ProfileMeta> profile_for_git(const std::vector<ProfileMeta>& profiles, std::string_view protocol,
+                                           std::string_view host, std::string_view org);
+
+// Runs one operation (get, store, erase) with the input on stdin. Unknown
+// operations are ignored, as git asks of helpers. stdout carries only the
+// protocol's answer; every failure is one sentence on stderr.
+int run_git_credential(DaemonClient& daemon, std::string_view operation);
+
+}  // namespace kosli::client
