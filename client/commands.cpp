@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/cli_error.hpp"
+#include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
@@ -47,6 +49,31 @@ void warn_if_not_persistent(const ProfileMeta& meta) {
 
 std::string when(std::int64_t t) { return t == 0 ? "never" : format_rfc3339(t); }
 
+std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// "in 12 days", "today", "expired 3 days ago"; "" for a key that never expires.
+std::string days_left_text(std::int64_t expires_at) {
+  if (expires_at == 0) return {};
+  const auto now = now_s();
+  if (expires_at <= now) {
+    const auto ago = -days_left(expires_at, now) - 1;
+    return ago <= 0 ? "expired" : "expired " + std::to_string(ago) + (ago == 1 ? " day ago" : " days ago");
+  }
+  const auto days = days_left(expires_at, now);
+  if (days == 0) return "today";
+  return "in " + std::to_string(days) + (days == 1 ? " day" : " days");
+}
+
+// One line on stderr (stdout carries the token) when the key is close to expiry.
+void warn_if_expiring(const std::string& profile, const TokenInfo& info) {
+  if (info.expiry_warning_days <= 0 || !expiring_within(info.expires_at, info.expiry_warning_days, now_s())) return;
+  std::fprintf(stderr,
+               "kosli-cred: warning: the key of profile '%s' expires %s (%s); rotate it: kosli-cred rotate "
+               "--profile %s --via-api, or with a new key on stdin\n",
+               profile.c_str(), days_left_text(info.expires_at).c_str(), format_rfc3339(info.expires_at).c_str(),
+               profile.c_str());
+}
+
 // Writes all of `data` to stdout with write(2): no stdio buffer keeps a copy.
 void write_stdout(std::string_view data) {
   while (!data.empty()) {
@@ -57,11 +84,38 @@ void write_stdout(std::string_view data) {
   }
 }
 
+// Which profile git's credential protocol answers with, for each host and org.
+void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
+  std::vector<std::string> hosts;
+  for (const auto& p : profiles) {
+    if (p.host.rfind("https://", 0) == 0 && std::find(hosts.begin(), hosts.end(), p.host) == hosts.end()) {
+      hosts.push_back(p.host);
+    }
+  }
+  if (hosts.empty()) return;
+  std::printf("\ngit credential (https):\n");
+  for (const auto& host : hosts) {
+    const std::string authority = host_authority(host);
+    const auto any = profile_for_git(profiles, "https", authority, "");
+    std::printf("  %-28s -> %s", authority.c_str(), any->name.c_str());
+    std::vector<std::string> orgs;
+    for (const auto& p : profiles) {
+      if (p.host == host && std::find(orgs.begin(), orgs.end(), p.org) == orgs.end()) orgs.push_back(p.org);
+    }
+    for (const auto& org : orgs) {
+      if (org == any->org) continue;
+      std::printf(", username=%s -> %s", org.c_str(), profile_for_git(profiles, "https", authority, org)->name.c_str());
+    }
+    std::printf("\n");
+  }
+}
+
 TokenResponse fetch_token(DaemonClient& daemon, const std::string& profile, std::string* raw = nullptr) {
   auto result = daemon.request("GET", route_target(Route::token, profile));
   if (raw != nullptr) raw->assign(result.body);
   auto parsed = parse_token(result.body);
   if (auto* e = std::get_if<CodecError>(&parsed)) throw CliError(exit_code::error, e->message);
+  warn_if_expiring(profile, std::get<TokenResponse>(parsed).info);
   return std::move(std::get<TokenResponse>(parsed));
 }
 
@@ -161,15 +215,18 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
     std::cout << "No profiles. Store one with: kosli-cred store --org ORG < key-file\n";
     return exit_code::ok;
   }
-  std::printf("%-20s %-20s %-28s %-16s %-21s %s\n", "PROFILE", "ORG", "HOST", "KIND", "EXPIRES", "KEY");
+  std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", "PROFILE", "ORG", "HOST", "KIND", "EXPIRES", "LEFT", "KEY");
   bool any_volatile = false;
+  std::vector<ProfileMeta> metas;
   for (const auto& p : profiles) {
-    const auto meta = parse_profile(p);
+    const auto& meta = metas.emplace_back(parse_profile(p));
     any_volatile |= !meta.persistent;
-    std::printf("%-20s %-20s %-28s %-16s %-21s %s\n", meta.name.c_str(), meta.org.c_str(),
+    const std::string left = meta.expires_at == 0 ? "-" : days_left_text(meta.expires_at);
+    std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", meta.name.c_str(), meta.org.c_str(),
                 meta.host.c_str(), std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(),
-                meta.fingerprint.c_str());
+                left.c_str(), meta.fingerprint.c_str());
   }
+  print_git_mapping(metas);
   if (any_volatile) {
     std::fprintf(stderr, "kosli-cred: warning: kosli-credd keeps these keys in memory only (backend "
                          "'memory'); they are lost when the daemon stops\n");
@@ -191,10 +248,15 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
   std::printf("kind:             %s\n", std::string(kind_name(meta.kind)).c_str());
   if (!meta.description.empty()) std::printf("description:      %s\n", meta.description.c_str());
   std::printf("created:          %s\n", when(meta.created_at).c_str());
-  std::printf("expires:          %s\n", when(meta.expires_at).c_str());
+  std::printf("expires:          %s%s\n", when(meta.expires_at).c_str(),
+              meta.expires_at == 0 ? "" : (" (" + days_left_text(meta.expires_at) + ")").c_str());
   std::printf("key fingerprint:  %s\n", meta.fingerprint.c_str());
   if (!meta.service_account.empty()) std::printf("service account:  %s\n", meta.service_account.c_str());
   if (!meta.key_id.empty()) std::printf("key id:           %s\n", meta.key_id.c_str());
+  if (meta.last_verified_at != 0) {
+    std::printf("last verified:    %s (%s)\n", format_rfc3339(meta.last_verified_at).c_str(),
+                meta.last_verify_result.c_str());
+  }
   std::printf("persistent:       %s\n", meta.persistent ? "yes" : "no (memory backend)");
   warn_if_not_persistent(meta);
   return exit_code::ok;
@@ -224,6 +286,44 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
   }
   std::printf("cached:    %d key(s)\n", j.value("cached", 0));
   std::printf("uptime:    %lld s\n", static_cast<long long>(j.value("uptime_s", 0LL)));
+  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
+  for (const auto& e : j.value("expiring", json::array())) {
+    const std::string name = text(e.value("profile", json())), at = text(e.value("expires_at", json()));
+    if (e.value("expired", false)) {
+      std::printf("expiry:    profile '%s': the key expired at %s; no token is handed out for it\n", name.c_str(),
+                  at.c_str());
+    } else {
+      std::printf("expiry:    profile '%s': the key expires %s (%s)\n", name.c_str(),
+                  days_left_text(parse_rfc3339(at).value_or(0)).c_str(), at.c_str());
+    }
+  }
+  for (const auto& r : j.value("rotation", json::array())) {
+    const std::string name = text(r.value("profile", json()));
+    const std::string error = text(r.value("last_error", json()));
+    std::string line = "rotation:  profile '" + name + "': ";
+    if (!error.empty()) {
+      line += "the last scheduled rotation FAILED at " + text(r.value("last_attempt_at", json())) + ": " + error +
+              "; next attempt at " + text(r.value("next_attempt_at", json()));
+    } else {
+      const std::string due = text(r.value("due_at", json()));
+      const std::string last = text(r.value("last_rotated_at", json()));
+      line += due.empty() ? "scheduled, nothing due" : "next due at " + due;
+      if (!last.empty()) line += "; last rotated at " + last;
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  const auto waiting = j.value("waiting_keys", json::array());
+  for (const auto& w : waiting) {
+    std::printf("waiting:   profile '%s': a rotated key (%s) is held in kosli-credd's memory only, NOT in the "
+                "keyring (%d attempts; last error: %s); keep kosli-credd running, or save it by hand: %s\n",
+                text(w.value("profile", json())).c_str(), text(w.value("fingerprint", json())).c_str(),
+                w.value("attempts", 0), text(w.value("last_error", json())).c_str(),
+                text(w.value("save_by_hand", json())).c_str());
+  }
+  if (!waiting.empty()) {
+    std::fprintf(stderr, "kosli-cred: warning: %zu rotated key(s) are not in the keyring yet; see 'waiting' above\n",
+                 waiting.size());
+  }
   return exit_code::ok;
 }
 

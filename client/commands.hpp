@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,22 @@ struct StoreArgs {
   std::string key_id;
 };
 
+struct RotateArgs {
+  std::string profile;
+  bool via_api = false;
+  bool no_verify = false;
+  std::optional<int> grace_hours;  // with --via-api; Kosli's limit is 1 to 720
+  std::string expires_at;          // RFC 3339, empty for none
+  std::string key_id;              // by hand: the new key's id in Kosli
+};
+
 int cmd_store(DaemonClient& daemon, const StoreArgs& args);
+// Asks Kosli (through the daemon) whether the profile's key works: exit 0 valid,
+// 7 rejected, 1 valid but without access to the profile's org.
+int cmd_verify(DaemonClient& daemon, const std::string& profile, bool json);
+// Replaces the profile's key: a new key from stdin (checked with Kosli first,
+// unless --no-verify), or a rotation through Kosli's API (--via-api).
+int cmd_rotate(DaemonClient& daemon, const RotateArgs& args);
 int cmd_token(DaemonClient& daemon, const std::string& profile, bool json);
 int cmd_header(DaemonClient& daemon, const std::string& profile);
 // Replaces the process with `command`; returns only when that fails.

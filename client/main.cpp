@@ -9,6 +9,7 @@
 
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
+#include "client/git_credential.hpp"
 #include "proto/errors.hpp"
 #include "proto/profile.hpp"
 #include "proto/socket_path.hpp"
@@ -17,6 +18,9 @@ namespace {
 
 using namespace kosli;
 using namespace kosli::client;
+
+// Invoked as git-credential-kosli (git runs `git-credential-<helper> <op>`).
+constexpr std::string_view kGitHelperName = "git-credential-kosli";
 
 // --profile > KOSLI_PROFILE > "default", validated before anything is sent.
 void add_profile_option(CLI::App* cmd, std::string& profile) {
@@ -31,6 +35,15 @@ void add_profile_option(CLI::App* cmd, std::string& profile) {
 int main(int argc, char** argv) {
   // A daemon that closes mid-request must give an error, not kill the client.
   std::signal(SIGPIPE, SIG_IGN);
+
+  // As git's helper, argv is `git-credential-kosli [--socket P] get`: the same
+  // as `kosli-cred git-credential …`.
+  std::vector<char*> args(argv, argv + argc);
+  std::string git_command = "git-credential";
+  const std::string_view program = argv[0];
+  if (program.substr(program.rfind('/') + 1) == kGitHelperName) args.insert(args.begin() + 1, git_command.data());
+  argc = static_cast<int>(args.size());
+  argv = args.data();
 
   CLI::App app{"kosli-cred: get Kosli API tokens from kosli-credd, which keeps the keys in your "
                "OS keyring.\nA key is never accepted as an argument: store reads it from stdin "
@@ -84,10 +97,35 @@ int main(int argc, char** argv) {
   auto* erase_cmd = app.add_subcommand("erase", "Erase a profile's key and metadata");
   add_profile_option(erase_cmd, profile);
 
+  auto* verify_cmd = app.add_subcommand("verify", "Ask Kosli whether the profile's key works (exit 7: rejected)");
+  add_profile_option(verify_cmd, profile);
+  verify_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+
+  RotateArgs rotate;
+  auto* rotate_cmd = app.add_subcommand(
+      "rotate", "Replace the profile's key: a new key from stdin (checked with Kosli first), or --via-api:\n"
+                "  kosli-cred rotate [--profile P] [--no-verify] [--key-id ID] [--expires-at T] < new-key\n"
+                "  kosli-cred rotate [--profile P] --via-api [--grace-hours H] [--expires-at T]");
+  add_profile_option(rotate_cmd, rotate.profile);
+  auto* via_api = rotate_cmd->add_flag("--via-api", rotate.via_api,
+                                       "Ask Kosli to rotate the service-account key (the old one works for the grace period)");
+  rotate_cmd->add_option("--grace-hours", rotate.grace_hours, "How long the old key keeps working (1-720, default 24)")
+      ->needs(via_api);
+  rotate_cmd->add_option("--expires-at", rotate.expires_at, "When the new key expires (RFC 3339)");
+  rotate_cmd->add_flag("--no-verify", rotate.no_verify, "Store the new key without asking Kosli (offline)")
+      ->excludes(via_api);
+  rotate_cmd->add_option("--key-id", rotate.key_id, "The new key's id in Kosli (keeps --via-api working later)")
+      ->excludes(via_api);
+
   auto* status_cmd = app.add_subcommand("status", "Show the daemon's state");
   status_cmd->add_flag("--json", json, "Print JSON");
 
   auto* lock_cmd = app.add_subcommand("lock", "Make the daemon forget every cached key");
+
+  std::string git_operation;
+  auto* git_cmd = app.add_subcommand(
+      "git-credential", "git's credential-helper protocol (also installed as git-credential-kosli)");
+  git_cmd->add_option("operation", git_operation, "get, store or erase (others are ignored)")->required();
 
   try {
     app.parse(argc, argv);
@@ -104,8 +142,11 @@ int main(int argc, char** argv) {
     if (list_cmd->parsed()) return cmd_list(daemon, json);
     if (show_cmd->parsed()) return cmd_show(daemon, profile, json);
     if (erase_cmd->parsed()) return cmd_erase(daemon, profile);
+    if (verify_cmd->parsed()) return cmd_verify(daemon, profile, json);
+    if (rotate_cmd->parsed()) return cmd_rotate(daemon, rotate);
     if (status_cmd->parsed()) return cmd_status(daemon, json);
     if (lock_cmd->parsed()) return cmd_lock(daemon);
+    if (git_cmd->parsed()) return run_git_credential(daemon, git_operation);
   } catch (const CliError& e) {
     std::fprintf(stderr, "kosli-cred: %s\n", e.what());
     return e.exit_code;

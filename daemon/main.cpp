@@ -1,11 +1,13 @@
 // kosli-credd: keeps Kosli API keys in the OS keyring and hands out bearer
 // tokens over a private Unix socket.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,10 +17,15 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/activation.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
 #include "daemon/hardening.hpp"
+#include "daemon/import.hpp"
+#include "daemon/key_lifecycle.hpp"
+#include "daemon/kosli_api.hpp"
 #include "daemon/listen_socket.hpp"
+#include "daemon/notify.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/router.hpp"
 #include "daemon/server.hpp"
@@ -39,6 +46,9 @@ constexpr long kDefaultCacheTtl = 600;
 // systemd passes the first activation socket as this descriptor (SD_LISTEN_FDS_START).
 constexpr int kActivationFd = 3;
 
+// The longest --idle-exit: a week.
+constexpr long kMaxIdleExit = 7L * 24 * 3600;
+
 // How long start-up waits for the Secret Service to answer.
 constexpr std::chrono::seconds kProbeDeadline{3};
 
@@ -52,6 +62,11 @@ struct Options {
   std::optional<std::string> audit_log;
   std::vector<uid_t> allow_uids;
   int ready_fd = -1;
+  std::optional<long> idle_exit_s;  // flag; else config; else 0 (never)
+  bool import_env = false;
+  std::optional<std::string> import_file;
+  pid_t parent_pid = 0;
+  std::optional<std::string> ca_file;  // flag; else config
 };
 
 void setup_logging(const std::string& level) {
@@ -81,6 +96,14 @@ std::unique_ptr<Store> open_store(const std::string& backend) {
                "persistent and are lost when kosli-credd stops",
                problem->message);
   return std::make_unique<MemoryStore>();
+}
+
+// Whether stopping would lose keys: a store that does not persist holds some.
+bool holds_volatile_keys(Store& store) {
+  if (store.persistent() || store.may_block()) return false;
+  const auto listed = store.list(std::chrono::steady_clock::now() + limits::kStoreCallDeadline);
+  const auto* profiles = std::get_if<std::vector<ProfileMeta>>(&listed);
+  return profiles != nullptr && !profiles->empty();
 }
 
 void signal_ready(int fd) {
@@ -121,6 +144,16 @@ int main(int argc, char** argv) {
   app.add_option("--allow-uid", opt.allow_uids, "Also serve this uid (repeatable)");
   app.add_option("--ready-fd", opt.ready_fd, "Write \"ok\\n\" to this descriptor once serving, then close it")
       ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--idle-exit", opt.idle_exit_s,
+                 "Exit after this many seconds with no connection and no cached key (0: never, the default)")
+      ->check(CLI::Range(0L, kMaxIdleExit));
+  app.add_flag("--import-env", opt.import_env,
+               "Serve KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST as profile 'default', then remove them from the environment");
+  app.add_option("--import", opt.import_file, "Serve the profiles of a JSON list [{\"name\",\"org\",\"api_key\",...}] (FILE or -)");
+  app.add_option("--parent-pid", opt.parent_pid, "Exit when this process exits (a CI job's shell)")
+      ->check(CLI::Range(1, std::numeric_limits<pid_t>::max()));
+  app.add_option("--ca-file", opt.ca_file,
+                 "PEM bundle of CA certificates trusted for Kosli besides the system's (config: ca_file)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -135,6 +168,7 @@ int main(int argc, char** argv) {
   close_inherited_fds(keep_fds);
 
   setup_logging(opt.log_level);
+  const auto systemd = SystemdNotifier::from_environment();
 
   auto loaded = load_config(opt.config);
   if (auto* error = std::get_if<ConfigError>(&loaded)) {
@@ -149,34 +183,63 @@ int main(int argc, char** argv) {
     return EXIT_SUCCESS;
   }
   opt.allow_uids.insert(opt.allow_uids.end(), config.allow_uids.begin(), config.allow_uids.end());
+  KosliApiOptions kosli_options;
+  kosli_options.ca_file = opt.ca_file ? opt.ca_file : config.ca_file;
+  auto kosli_opened = KosliApi::open(kosli_options);
+  if (auto* error = std::get_if<std::string>(&kosli_opened)) {
+    spdlog::error("{}", *error);
+    return EXIT_FAILURE;
+  }
+  auto kosli = std::move(std::get<std::unique_ptr<KosliApi>>(kosli_opened));
 
   const std::string socket_path = resolve_socket_path(opt.socket);
+  if (opt.parent_pid != 0 && ::kill(opt.parent_pid, 0) != 0 && errno == ESRCH) {
+    spdlog::error("--parent-pid {}: no such process", opt.parent_pid);
+    return EXIT_FAILURE;
+  }
   auto store = open_store(opt.backend);
   if (!store) return EXIT_FAILURE;
+  if (auto problem = import_profiles(*store, opt.import_env, opt.import_file)) {
+    spdlog::error("{}", *problem);
+    return EXIT_FAILURE;
+  }
 
-  auto listening = ListenSocket::create(socket_path);
+  const auto access = opt.allow_uids.empty() ? SocketAccess::owner_only : SocketAccess::allowed_uids;
+  auto listening = ServingSocket::open(socket_path, access);
   if (auto* error = std::get_if<std::string>(&listening)) {
     spdlog::error("{}", *error);
     return EXIT_FAILURE;
   }
-  auto& listen_socket = std::get<ListenSocket>(listening);
+  auto& listen_socket = std::get<ServingSocket>(listening);
 
   AuditLog audit{opt.audit_log.value_or(config.audit_log.value_or(AuditLog::default_path()))};
   const Policy policy{config};
   TokenCache cache{std::chrono::seconds(opt.cache_ttl_s.value_or(config.cache_ttl_s.value_or(kDefaultCacheTtl)))};
   StoreWorker worker{*store};
-  Router router{worker, cache, policy, audit};
-  Server server{listen_socket.release_fd(), router, ServerOptions{opt.allow_uids}};
+  KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
+  Router router{worker, cache, policy, audit, &lifecycle};
+  ServerOptions server_options{opt.allow_uids};
+  server_options.idle_exit = std::chrono::seconds(opt.idle_exit_s.value_or(config.idle_exit_s.value_or(0)));
+  server_options.busy = [&cache, &store, &lifecycle] {
+    return cache.sweep() > 0 || holds_volatile_keys(*store) || lifecycle.holds_waiting_keys();
+  };
+  server_options.parent_pid = opt.parent_pid;
+  Server server{listen_socket.release_fd(), router, std::move(server_options)};
 
+  lifecycle.start();
   server.run(
       [&] {
-        spdlog::info("kosli-credd {} serving {} (backend {})", KOSLI_VERSION, socket_path,
-                     store->backend_name());
+        spdlog::info("kosli-credd {} serving {} (backend {}{})", KOSLI_VERSION, listen_socket.path(),
+                     store->backend_name(), listen_socket.activated() ? ", socket from systemd" : "");
+        systemd.notify("READY=1\nSTATUS=Serving " + listen_socket.path());
         signal_ready(opt.ready_fd);
       },
       [&cache] { cache.sweep(); });
 
-  worker.stop();
+  systemd.notify("STOPPING=1");
+  kosli->stop();      // calls to Kosli in flight finish first (each has a deadline) …
+  lifecycle.stop();   // … then keys Kosli issued get one last chance at the keyring …
+  worker.stop();      // … as the store's queue drains.
   listen_socket.remove_file();
   spdlog::info("kosli-credd stopped");
   return EXIT_SUCCESS;

@@ -24,6 +24,9 @@ class Policy {
   // What a rejected credential costs its profile (config: git_erase).
   GitErase on_reject() const { return config_.git_erase; }
 
+  // How many days before a key expires clients warn (config: expiry_warning_days).
+  int expiry_warning_days() const { return config_.expiry_warning_days; }
+
  private:
   Config config_;
 };

@@ -8,8 +8,10 @@
 
 #include "daemon/audit_log.hpp"
 #include "daemon/fingerprint.hpp"
+#include "daemon/key_lifecycle.hpp"
 #include "daemon/policy.hpp"
 #include "proto/routes.hpp"
+#include "proto/time_format.hpp"
 
 namespace kosli::daemon {
 namespace {
@@ -40,6 +42,24 @@ bool is_json(std::string_view content_type) {
   return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
 }
 
+// Why no token is handed out for a key past its expires_at (or nullopt).
+std::optional<std::string> expired(const std::string& name, const TokenInfo& info) {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  if (info.expires_at == 0 || info.expires_at > now) return std::nullopt;
+  return "the key of profile '" + name + "' expired at " + format_rfc3339(info.expires_at) +
+         "; no token is handed out for it. Rotate it: kosli-cred rotate --profile " + name +
+         " --via-api (a service-account key), or create a new key in Kosli and: kosli-cred rotate --profile " +
+         name + " < new-key";
+}
+
+// The audit detail for a key close to its expiry ("" otherwise).
+std::string expiry_note(const TokenInfo& info) {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  if (!expiring_within(info.expires_at, info.expiry_warning_days, now)) return {};
+  return "key expires in " + std::to_string(days_left(info.expires_at, now)) + " days (" +
+         format_rfc3339(info.expires_at) + ")";
+}
+
 // The audit result for an error answer.
 std::string_view result_of(const Response& r) {
   if (r.status == 404) return "not_found";
@@ -53,8 +73,14 @@ Response error_response(ErrorCode code, std::string message) {
   return Response{http_status(code), error_body(ApiError{code, std::move(message)})};
 }
 
-Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit)
-    : worker_(worker), cache_(cache), policy_(policy), audit_(audit), started_(std::chrono::steady_clock::now()) {}
+Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit,
+               KeyLifecycle* lifecycle)
+    : worker_(worker),
+      cache_(cache),
+      policy_(policy),
+      audit_(audit),
+      lifecycle_(lifecycle),
+      started_(std::chrono::steady_clock::now()) {}
 
 void Router::connection_refused(const Peer& peer, std::string_view why) {
   audit_.record(AuditRecord{"connection", {}, "refused", why}, peer);
@@ -79,7 +105,7 @@ void Router::handle(Request request, const Peer& peer, Reply reply) {
     return reply(std::move(r));
   }
   const auto& route = std::get<RouteMatch>(matched);
-  if (route.route != Route::put_profile) wipe(request.body);
+  if (route.route != Route::put_profile && !(route.route == Route::rotate && lifecycle_)) wipe(request.body);
 
   switch (route.route) {
     case Route::health: return health(std::move(reply));
@@ -96,6 +122,11 @@ void Router::handle(Request request, const Peer& peer, Reply reply) {
       return reply(Response{204, {}});
     case Route::verify:
     case Route::rotate:
+      if (lifecycle_) {
+        return route.route == Route::verify ? lifecycle_->verify(route.profile, peer, std::move(reply))
+                                            : lifecycle_->rotate(route.profile, request, peer, std::move(reply));
+      }
+      [[fallthrough]];
     case Route::metrics:
       return reply(error_response(ErrorCode::not_implemented,
                                   "this version of kosli-credd does not implement " +
@@ -117,10 +148,13 @@ void Router::health(Reply reply) {
     auto profiles = store.list(deadline);
     if (auto* list = std::get_if<std::vector<ProfileMeta>>(&profiles)) {
       body["profiles"] = list->size();
+      body["expiry_warning_days"] = policy_.expiry_warning_days();
+      body["expiring"] = expiry_summary(*list, policy_.expiry_warning_days(), std::time(nullptr));
     } else {
       body["profiles"] = nullptr;
       body["store_error"] = std::get<StoreError>(profiles).message;
     }
+    if (lifecycle_) lifecycle_->describe(body);
     reply(json_response(200, body));
   });
 }
@@ -178,7 +212,9 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
       audit_.record(AuditRecord{"store", name, "error", e->message}, peer);
       return reply(store_error_response(*e));
     }
-    cache_.put(name, put->api_key, TokenInfo{meta.org, meta.host, meta.expires_at}, generation);
+    cache_.put(name, put->api_key,
+               TokenInfo{meta.org, meta.host, meta.expires_at, policy_.expiry_warning_days()}, generation);
+    if (lifecycle_) lifecycle_->profile_changed(name);
     const bool replaced = std::get<bool>(stored);
     spdlog::info("store: profile '{}' {} (org {}, {}, {})", name, replaced ? "replaced" : "created",
                  meta.org, meta.host, meta.fingerprint);
@@ -199,6 +235,7 @@ void Router::delete_profile(const std::string& name, const Peer& peer, Reply rep
       response = no_such_profile(name);
     } else {
       spdlog::info("erase: profile '{}' erased", name);
+      if (lifecycle_) lifecycle_->profile_changed(name);
     }
     audit_.record(AuditRecord{"erase", name, response.status == 204 ? "ok" : result_of(response), {}}, peer);
     reply(std::move(response));
@@ -224,8 +261,24 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     audit_.record(AuditRecord{"token", name, "refused", *refusal}, peer);
     return reply(error_response(ErrorCode::forbidden, *refusal));
   }
-  if (auto body = cache_.token_body(name)) {
-    audit_.record(AuditRecord{"token", name, "issued", "cached"}, peer);
+  if (auto waiting = lifecycle_ ? lifecycle_->waiting_key(name) : std::nullopt) {
+    // Kosli issued this key and the keyring has not taken it yet: it is the current one.
+    if (auto why = expired(name, waiting->info)) {
+      audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
+      return reply(error_response(ErrorCode::key_expired, *why));
+    }
+    audit_.record(AuditRecord{"token", name, "issued", "held in memory, not yet in the keyring"}, peer);
+    return reply(Response{200, serialize_token(waiting->key, waiting->info), "application/json", {}, true});
+  }
+  TokenInfo cached_info;
+  if (auto body = cache_.token_body(name, &cached_info)) {
+    if (auto why = expired(name, cached_info)) {
+      wipe(*body);
+      audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
+      return reply(error_response(ErrorCode::key_expired, *why));
+    }
+    const std::string note = expiry_note(cached_info);
+    audit_.record(AuditRecord{"token", name, "issued", note.empty() ? "cached" : "cached; " + note}, peer);
     return reply(Response{200, std::move(*body), "application/json", {}, true});
   }
   worker_.submit([this, name, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
@@ -237,11 +290,19 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     } else if (auto& stored = std::get<std::optional<StoredKey>>(loaded); !stored) {
       response = no_such_profile(name);
     } else {
-      const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at};
+      const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at,
+                           policy_.expiry_warning_days()};
+      if (auto why = expired(name, info)) {
+        audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
+        return reply(error_response(ErrorCode::key_expired, *why));
+      }
       cache_.put(name, stored->key, info, generation);
       response = Response{200, serialize_token(stored->key, info), "application/json", {}, true};
+      const std::string note = expiry_note(info);
+      audit_.record(AuditRecord{"token", name, "issued", note}, peer);
+      return reply(std::move(response));
     }
-    audit_.record(AuditRecord{"token", name, response.status == 200 ? "issued" : result_of(response), {}}, peer);
+    audit_.record(AuditRecord{"token", name, result_of(response), {}}, peer);
     reply(std::move(response));
   });
 }

@@ -44,11 +44,14 @@ using Reply = std::function<void(Response)>;
 Response error_response(ErrorCode code, std::string message);
 
 class AuditLog;
+class KeyLifecycle;
 class Policy;
 
 class Router {
  public:
-  Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit);
+  // Without a KeyLifecycle (no Kosli client), verify and rotate answer 501.
+  Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit,
+         KeyLifecycle* lifecycle = nullptr);
 
   // Answers exactly once through `reply`.
   void handle(Request request, const Peer& peer, Reply reply);
@@ -69,6 +72,7 @@ class Router {
   TokenCache& cache_;
   const Policy& policy_;
   AuditLog& audit_;
+  KeyLifecycle* const lifecycle_;
   const std::chrono::steady_clock::time_point started_;
 };
 

@@ -1,8 +1,11 @@
 #include "daemon/server.hpp"
 
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -11,10 +14,12 @@
 #include <thread>
 
 #include <boost/asio.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/http_request.hpp"
 #include "daemon/peer_identity.hpp"
 #include "proto/limits.hpp"
 
@@ -30,6 +35,16 @@ using local = asio::local::stream_protocol;
 constexpr std::size_t kFirstReadBytes = 1024;
 // A request in flight when the daemon is told to stop gets this long to finish.
 constexpr std::chrono::seconds kShutdownGrace{10};
+// How often --idle-exit looks: a quarter of the idle time, within these bounds.
+constexpr std::chrono::seconds kMinIdleCheck{1};
+constexpr std::chrono::seconds kMaxIdleCheck{30};
+// How often --parent-pid looks, where pidfd_open is not available.
+constexpr std::chrono::seconds kParentPollInterval{1};
+
+using Clock = std::chrono::steady_clock;
+
+// At the connection cap, making room is logged at most this often.
+constexpr std::chrono::seconds kCapWarningInterval{60};
 
 class Session;
 
@@ -39,6 +54,13 @@ struct ServerState {
   std::vector<uid_t> allowed_uids;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
+  // Connections chosen to make room at the cap that have not closed yet.
+  std::atomic<std::size_t> leaving{0};
+  std::atomic<Clock::rep> last_cap_warning{0};
+  // When a connection last opened or closed, or the daemon was last busy.
+  std::atomic<Clock::rep> last_busy{Clock::now().time_since_epoch().count()};
+
+  void mark_busy() { last_busy = Clock::now().time_since_epoch().count(); }
 
   std::mutex mutex;
   std::map<Session*, std::weak_ptr<Session>> sessions;
@@ -58,8 +80,12 @@ std::string canned_response(ErrorCode code, const std::string& message) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  // Where a connection is: waiting for its next request, reading one, or
+  // being answered (from routing until the response is written).
+  enum class Phase { idle, reading, answering };
+
   Session(local::socket&& socket, const Peer& peer, ServerState& state)
-      : stream_(std::move(socket)), peer_(peer), state_(state) {
+      : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), peer_(peer), state_(state) {
     ++state_.open;
   }
 
@@ -70,7 +96,9 @@ class Session : public std::enable_shared_from_this<Session> {
       state_.sessions.erase(this);
       if (state_.sessions.empty()) last = state_.on_last_session_closed;
     }
+    if (leaving_.exchange(false)) --state_.leaving;
     --state_.open;
+    state_.mark_busy();
     if (last) last();
   }
 
@@ -85,87 +113,93 @@ class Session : public std::enable_shared_from_this<Session> {
   // Called on shutdown: a connection waiting for its next request is closed now.
   void close_if_idle() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->idle_) self->stream_.cancel();
+      if (self->phase_ == Phase::idle) self->stream_.cancel();
     });
+  }
+
+  Phase phase() const { return phase_; }
+  Clock::rep phase_since() const { return phase_since_; }
+
+  // Closes this connection to make room at the cap, unless it is being
+  // answered; false when it is, or was chosen already.
+  bool make_room() {
+    if (phase_ == Phase::answering || leaving_.exchange(true)) return false;
+    ++state_.leaving;
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->phase_ != Phase::answering) return self->do_close();
+      if (self->leaving_.exchange(false)) --self->state_.leaving;  // its request came in after all
+    });
+    return true;
   }
 
  private:
   void do_read() {
     if (state_.stopping) return do_close();
     parser_.emplace();
-    parser_->header_limit(limits::kMaxHeaderBytes);
-    parser_->body_limit(limits::kMaxBodyBytes);
+    apply_request_limits(*parser_);
     if (buffer_.size() > 0) return read_request();  // a pipelined request
     // Between requests the connection may idle; once a byte arrives, the whole
     // request must follow within the request deadline.
-    idle_ = true;
+    enter(Phase::idle);
     stream_.expires_after(limits::kIdleKeepAliveDeadline);
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
                             beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
   }
 
   void on_first_bytes(beast::error_code ec, std::size_t n) {
-    idle_ = false;
     if (ec) return do_close();  // closed by the peer, idle timeout, or shutdown
     buffer_.commit(n);
     read_request();
   }
 
+  // The whole request must arrive within the request deadline. Its timer
+  // cancels the read rather than closing the socket (as the stream's own
+  // expiry would), so the peer still gets its 408.
   void read_request() {
-    stream_.expires_after(limits::kRequestReadDeadline);
+    enter(Phase::reading);
+    stream_.expires_never();
+    timed_out_ = false;
+    read_deadline_.expires_after(limits::kRequestReadDeadline);
+    read_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // the request arrived in time
+      self->timed_out_ = true;
+      self->stream_.cancel();
+    });
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (ec == http::error::end_of_stream) return do_close();
-    if (ec) return refuse_request(ec);
-    auto& req = parser_->get();
-    keep_alive_ = req.keep_alive();
-    Request request{std::string(req.method_string()), std::string(req.target()),
-                    std::string(req[http::field::content_type]), std::move(req.body())};
+    read_deadline_.cancel();
+    if (timed_out_ && ec == asio::error::operation_aborted) ec = beast::error::timeout;
+    enter(Phase::answering);
+    auto outcome = take_request(*parser_, ec);
+    if (std::holds_alternative<CloseConnection>(outcome)) return do_close();
+    if (auto* refused = std::get_if<RefusedRequest>(&outcome)) {
+      // Answer what can be answered, then close; nothing more is read.
+      keep_alive_ = false;
+      buffer_.consume(buffer_.size());
+      wipe_consumed_input();
+      method_.clear();
+      target_ = "(refused: " + ec.message() + ")";
+      return send(std::move(refused->response));
+    }
+    auto& parsed = std::get<ParsedRequest>(outcome);
+    keep_alive_ = parsed.keep_alive;
     wipe_consumed_input();
-    method_ = request.method;
-    target_ = request.target;
-    state_.router.handle(std::move(request), peer_, [self = shared_from_this()](Response response) {
+    method_ = parsed.request.method;
+    target_ = parsed.request.target;
+    state_.router.handle(std::move(parsed.request), peer_, [self = shared_from_this()](Response response) {
       asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         self->send(std::move(response));
       });
     });
   }
 
-  // A request the parser could not accept: answer what can be answered, close.
-  void refuse_request(beast::error_code ec) {
-    keep_alive_ = false;
-    if (ec == http::error::header_limit) {
-      return send(error_response(ErrorCode::headers_too_large, "the request headers are larger than 8 KiB"));
-    }
-    if (ec == http::error::body_limit) {
-      return send(error_response(ErrorCode::payload_too_large, "the request body is larger than 64 KiB"));
-    }
-    if (ec == beast::error::timeout) {
-      return send(error_response(ErrorCode::timeout, "the request did not arrive within 10 s"));
-    }
-    if (ec.category() == beast::error_code(http::error::header_limit).category()) {  // any other framing error
-      spdlog::debug("peer pid {}: malformed request: {}", peer_.pid, ec.message());
-      return send(error_response(ErrorCode::bad_request, "malformed HTTP request: " + ec.message()));
-    }
-    do_close();
-  }
-
   void send(Response response) {
     spdlog::debug("uid {} pid {}: {} {} -> {}", peer_.uid, peer_.pid, method_, target_, response.status);
-    res_ = {};
-    res_.version(11);
-    res_.result(static_cast<unsigned>(response.status));
-    res_.set(http::field::server, "kosli-credd");
-    if (!response.body.empty()) res_.set(http::field::content_type, response.content_type);
-    if (response.sensitive) res_.set(http::field::cache_control, "no-store");
-    if (!response.allow.empty()) res_.set(http::field::allow, response.allow);
     sensitive_ = response.sensitive;
-    res_.body() = std::move(response.body);
-    res_.keep_alive(keep_alive_ && !state_.stopping);
-    res_.prepare_payload();
+    res_ = to_http_response(std::move(response), keep_alive_ && !state_.stopping);
     stream_.expires_after(limits::kRequestReadDeadline);
     http::async_write(stream_, res_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
@@ -184,22 +218,33 @@ class Session : public std::enable_shared_from_this<Session> {
     wipe(whole.data(), whole.size());
   }
 
+  void enter(Phase phase) {
+    phase_since_ = Clock::now().time_since_epoch().count();
+    phase_ = phase;
+  }
+
   void do_close() {
     beast::error_code ignored;
+    read_deadline_.cancel();
     stream_.socket().shutdown(local::socket::shutdown_send, ignored);
     stream_.close();
   }
 
   beast::basic_stream<local> stream_;
+  asio::steady_timer read_deadline_;
+  bool timed_out_ = false;
   beast::flat_buffer buffer_{limits::kMaxHeaderBytes + limits::kMaxBodyBytes + kFirstReadBytes};
-  std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
+  std::optional<RequestParser> parser_;
+  HttpResponse res_;
   Peer peer_;
   ServerState& state_;
   std::string method_, target_;
   bool keep_alive_ = false;
   bool sensitive_ = false;
-  bool idle_ = false;
+  // Read by the acceptor (make_room), written on this connection's strand.
+  std::atomic<Phase> phase_{Phase::answering};
+  std::atomic<Clock::rep> phase_since_{0};
+  std::atomic<bool> leaving_{false};
 };
 
 }  // namespace
@@ -213,14 +258,19 @@ class Server::Impl {
         signals_(ioc_, SIGINT, SIGTERM),
         housekeeping_timer_(ioc_),
         shutdown_timer_(ioc_),
+        idle_timer_(ioc_),
+        parent_timer_(ioc_),
+        parent_watch_(ioc_),
         work_(asio::make_work_guard(ioc_)) {}
 
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
     housekeeping_ = std::move(housekeeping);
     signals_.async_wait([this](beast::error_code ec, int signo) {
-      if (!ec) stop(signo);
+      if (!ec) stop("received signal " + std::to_string(signo));
     });
     schedule_housekeeping();
+    schedule_idle_check();
+    watch_parent();
     do_accept();
     if (on_ready) on_ready();
     std::vector<std::thread> extra;
@@ -242,6 +292,7 @@ class Server::Impl {
   }
 
   void on_accept(local::socket socket) {
+    state_.mark_busy();
     const auto peer = peer_of(socket.native_handle());
     const uid_t me = ::geteuid();
     if (!peer || (peer->uid != me && std::find(state_.allowed_uids.begin(), state_.allowed_uids.end(),
@@ -253,13 +304,54 @@ class Server::Impl {
                     "this kosli-credd serves uid " + std::to_string(me) +
                         " only; start your own, or ask its owner to add --allow-uid");
     }
-    if (state_.open >= limits::kMaxOpenConnections) {
-      spdlog::warn("refused a connection from pid {}: {} connections are open", peer->pid,
+    const std::size_t open = state_.open;
+    if (open - std::min(open, state_.leaving.load()) >= limits::kMaxOpenConnections && !make_room()) {
+      spdlog::warn("refused a connection from pid {}: all {} open connections are being answered", peer->pid,
                    limits::kMaxOpenConnections);
       return refuse(std::move(socket), ErrorCode::too_many_requests,
                     "too many open connections to kosli-credd; close some and retry");
     }
     std::make_shared<Session>(std::move(socket), *peer, state_)->start();
+  }
+
+  // At the cap: closes the connection that has waited longest for its next
+  // request or, when none waits, the one slowest to send its request, so a
+  // process holding hundreds of connections cannot lock the owner out. False
+  // when every connection is being answered.
+  bool make_room() {
+    // Idle ones first, then readers; the longest in that state first. (Ranked
+    // once: the sessions move on while this runs.)
+    std::vector<std::shared_ptr<Session>> alive;
+    {
+      std::lock_guard lock(state_.mutex);
+      alive.reserve(state_.sessions.size());
+      for (auto& [ptr, weak] : state_.sessions) {
+        if (auto s = weak.lock()) alive.push_back(std::move(s));
+      }
+    }  // (released outside the lock: a last reference runs ~Session, which takes it)
+    using Candidate = std::pair<std::pair<int, Clock::rep>, Session*>;
+    std::vector<Candidate> candidates;
+    for (const auto& s : alive) {
+      const auto phase = s->phase();
+      if (phase != Session::Phase::answering) {
+        candidates.emplace_back(std::pair(phase == Session::Phase::idle ? 0 : 1, s->phase_since()), s.get());
+      }
+    }
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Candidate& a, const Candidate& b) { return a.first < b.first; });
+    for (const auto& [rank, s] : candidates) {
+      if (!s->make_room()) continue;
+      const auto now = Clock::now().time_since_epoch().count();
+      auto last = state_.last_cap_warning.load();
+      if (now - last >= Clock::duration(kCapWarningInterval).count() &&
+          state_.last_cap_warning.compare_exchange_strong(last, now)) {
+        spdlog::warn("{} connections are open (the cap): closing the ones idle or stalled longest to make "
+                     "room for new ones (is a program leaking connections?)",
+                     limits::kMaxOpenConnections);
+      }
+      return true;
+    }
+    return false;
   }
 
   static void refuse(local::socket socket, ErrorCode code, const std::string& message) {
@@ -278,11 +370,57 @@ class Server::Impl {
     });
   }
 
-  void stop(int signo) {
-    spdlog::info("received signal {}: finishing requests in flight, then exiting", signo);
-    state_.stopping = true;
+  // --idle-exit: no open connection, and nothing `busy`, for that long.
+  void schedule_idle_check() {
+    const auto idle_exit = options_.idle_exit;
+    if (idle_exit.count() <= 0) return;
+    idle_timer_.expires_after(std::clamp(idle_exit / 4, kMinIdleCheck, kMaxIdleCheck));
+    idle_timer_.async_wait([this, idle_exit](beast::error_code ec) {
+      if (ec) return;
+      if (state_.open > 0 || (options_.busy && options_.busy())) state_.mark_busy();
+      const auto idle = Clock::now().time_since_epoch() - Clock::duration(state_.last_busy.load());
+      if (idle >= idle_exit) {
+        return stop("no connection and no cached key for " + std::to_string(idle_exit.count()) +
+                    " s (--idle-exit)");
+      }
+      schedule_idle_check();
+    });
+  }
+
+  // --parent-pid: a pidfd becomes readable when the process exits; where
+  // pidfd_open is refused (old kernels, some seccomp profiles), poll instead.
+  void watch_parent() {
+    const pid_t parent = options_.parent_pid;
+    if (parent <= 0) return;
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, parent, 0));
+    if (fd < 0 && errno == ESRCH) return asio::post(ioc_, [this] { parent_gone(); });
+    if (fd < 0) return poll_parent();
+    parent_watch_.assign(fd);
+    parent_watch_.async_wait(asio::posix::descriptor_base::wait_read, [this](beast::error_code ec) {
+      if (!ec) parent_gone();
+    });
+  }
+
+  void poll_parent() {
+    parent_timer_.expires_after(kParentPollInterval);
+    parent_timer_.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      if (::kill(options_.parent_pid, 0) != 0 && errno == ESRCH) return parent_gone();
+      poll_parent();
+    });
+  }
+
+  void parent_gone() { stop("process " + std::to_string(options_.parent_pid) + " (--parent-pid) exited"); }
+
+  void stop(const std::string& why) {
+    if (state_.stopping.exchange(true)) return;
+    spdlog::info("{}: finishing requests in flight, then exiting", why);
     beast::error_code ignored;
     acceptor_.close(ignored);
+    signals_.cancel(ignored);
+    idle_timer_.cancel();
+    parent_timer_.cancel();
+    parent_watch_.close(ignored);
     housekeeping_timer_.cancel();
     shutdown_timer_.expires_after(kShutdownGrace);
     shutdown_timer_.async_wait([this](beast::error_code ec) {
@@ -317,6 +455,9 @@ class Server::Impl {
   asio::signal_set signals_;
   asio::steady_timer housekeeping_timer_;
   asio::steady_timer shutdown_timer_;
+  asio::steady_timer idle_timer_;
+  asio::steady_timer parent_timer_;
+  asio::posix::stream_descriptor parent_watch_;  // a pidfd
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::function<void()> housekeeping_;
 };

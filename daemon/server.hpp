@@ -17,6 +17,12 @@ struct ServerOptions {
   std::vector<uid_t> allowed_uids;  // besides the daemon's own uid
   std::size_t threads = 2;
   std::chrono::seconds housekeeping_interval{30};
+  // Stop after this long with no open connection while `busy` (asked on a
+  // timer, on an Asio thread) answers false; 0 s: never.
+  std::chrono::seconds idle_exit{0};
+  std::function<bool()> busy;
+  // Stop when this process exits (a CI job's shell); 0: none.
+  pid_t parent_pid = 0;
 };
 
 class Server {
@@ -25,9 +31,10 @@ class Server {
   Server(int listen_fd, Router& router, ServerOptions options);
   ~Server();
 
-  // Serves until SIGTERM or SIGINT, then stops accepting, lets requests in
-  // flight finish, and returns. `on_ready` runs once the server accepts;
-  // `housekeeping` runs every housekeeping_interval.
+  // Serves until SIGTERM or SIGINT (or idle exit, or the parent's exit), then
+  // stops accepting, lets requests in flight finish, and returns. `on_ready`
+  // runs once the server accepts; `housekeeping` runs every
+  // housekeeping_interval.
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping);
 
  private:

@@ -11,6 +11,12 @@ namespace kosli::limits {
 inline constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
 // Request bodies; larger ones get 413 before the body is read.
 inline constexpr std::size_t kMaxBodyBytes = 64 * 1024;
+// The request target (path and query); the longest route needs under 100 bytes.
+// Longer ones get 414.
+inline constexpr std::size_t kMaxTargetBytes = 1024;
+// How deep a JSON body may nest ({"via_api":{…}} is 2); deeper ones get 400
+// before they are parsed.
+inline constexpr std::size_t kMaxJsonDepth = 8;
 // Response bodies the client accepts (a profile list for many profiles).
 inline constexpr std::size_t kMaxResponseBodyBytes = 1024 * 1024;
 // A Kosli API key is opaque; nothing real comes close to this.
@@ -26,7 +32,9 @@ inline constexpr std::size_t kMaxHostBytes = 256;
 inline constexpr std::chrono::seconds kRequestReadDeadline{10};
 // A keep-alive connection with no request in flight is closed after this long.
 inline constexpr std::chrono::seconds kIdleKeepAliveDeadline{60};
-// Connections open at once; further ones are accepted and closed at once.
+// Connections open at once. At the cap a new connection closes the one that
+// has waited longest for its next request (or, failing that, the one slowest to
+// send its request); only when every connection is being answered does it get 429.
 inline constexpr std::size_t kMaxOpenConnections = 256;
 
 // Each call into the keyring (one D-Bus round trip or a few) must finish in this.

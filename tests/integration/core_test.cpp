@@ -231,7 +231,8 @@ TEST_F(CoreTest, ExecPassesTheEnvironmentAndTheExitCode) {
 }
 
 TEST_F(CoreTest, NoDaemonExitsFour) {
-  const auto r = cred(dir_.path() + "/nothing-here/sock", {"token"});
+  // With on-demand start off, nothing is started: the client just says so.
+  const auto r = cred(dir_.path() + "/nothing-here/sock", {"token"}, RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "0"}}});
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_NE(r.err.find("not running"), std::string::npos) << r.err;
 }

@@ -4,11 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -57,6 +59,21 @@ void check(bool ok, const char* what) {
 
 }  // namespace
 
+const posix_spawnattr_t* child_spawn_attributes() {
+  static const posix_spawnattr_t* const attributes = [] {
+    std::signal(SIGPIPE, SIG_IGN);  // for this test program only
+    static posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    return &attr;
+  }();
+  return attributes;
+}
+
 std::string bin(const std::string& name) { return std::string(KOSLI_TEST_BIN_DIR) + "/" + name; }
 
 RunResult run(const std::vector<std::string>& argv_in, const RunOptions& options) {
@@ -74,7 +91,7 @@ RunResult run(const std::vector<std::string>& argv_in, const RunOptions& options
   auto argv = c_strings(argv_strings);
   auto envp = c_strings(env_strings);
   pid_t pid = -1;
-  const int spawned = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  const int spawned = ::posix_spawnp(&pid, argv[0], &actions, child_spawn_attributes(), argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   ::close(in[0]);
   ::close(out[1]);
@@ -177,7 +194,7 @@ Daemon::Daemon(const std::string& socket, std::vector<std::string> args,
   auto env_strings = merged_environment(env);
   auto argv = c_strings(argv_strings);
   auto envp = c_strings(env_strings);
-  const int spawned = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+  const int spawned = ::posix_spawn(&pid_, argv[0], &actions, child_spawn_attributes(), argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   ::close(ready[1]);
   if (spawned != 0) {
@@ -207,6 +224,25 @@ int Daemon::stop() {
     exit_code_ = exit_code_of(status);
     pid_ = -1;
   }
+  return exit_code_;
+}
+
+std::optional<int> Daemon::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return exit_code_;
+  // A pidfd becomes readable when the process exits: no polling loop.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  check(pidfd >= 0, "pidfd_open");
+  pollfd pfd{pidfd, POLLIN, 0};
+  int polled;
+  while ((polled = ::poll(&pfd, 1, static_cast<int>(timeout.count()))) < 0 && errno == EINTR) {
+  }
+  ::close(pidfd);
+  if (polled != 1) return std::nullopt;
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  exit_code_ = exit_code_of(status);
+  pid_ = -1;
   return exit_code_;
 }
 

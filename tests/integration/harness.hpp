@@ -3,9 +3,11 @@
 // that pipe, never with a sleep.
 #pragma once
 
+#include <spawn.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,12 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> env;    // added to (or replacing in) the environment
   std::chrono::seconds timeout{20};
 };
+
+// Spawn attributes that give a child default signal dispositions. The tests
+// themselves ignore SIGPIPE (a child that exits before reading all its stdin
+// must fail its test, not kill the test program), and children must not
+// inherit that.
+const posix_spawnattr_t* child_spawn_attributes();
 
 // Path of a built executable (build/bin/NAME).
 std::string bin(const std::string& name);
@@ -57,6 +65,9 @@ class Daemon {
 
   // SIGTERM, then waits; returns the exit code.
   int stop();
+  // Waits up to `timeout` for the daemon to exit by itself (idle exit, parent
+  // gone): its exit code, or nullopt while it still runs.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   pid_t pid() const { return pid_; }
   // Everything the daemon wrote to stderr so far.
   std::string log() const;

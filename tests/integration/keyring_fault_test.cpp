@@ -1,0 +1,454 @@
+// What happens to the keyring does not take the daemon down, and never costs a
+// stored key: a killed or hung gnome-keyring gives a clear 503 within seconds
+// while cached tokens are still served, and the daemon recovers when a keyring
+// comes back; a locked keyring says how to unlock it; without any D-Bus
+// session `auto` falls back to memory and `secret-service` refuses to start;
+// and a replace cut short by SIGKILL leaves the old key or the new one.
+//
+// Every test runs its own D-Bus session bus and gnome-keyring (own HOME, data
+// and runtime directories) so it can kill, stop and lock them: never the
+// sandbox's keyring other tests use, never a user's.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "proto/limits.hpp"
+#include "tests/integration/harness.hpp"
+#include "tests/integration/raw_http.hpp"
+
+extern char** environ;
+
+namespace kosli::test {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+// A store call that fails must fail within its deadline plus this much.
+constexpr milliseconds kFailureSlack{3000};
+// How long the keyring and bus get to come up.
+constexpr seconds kStartDeadline{15};
+// Kill points tried by the nothing-lost test.
+constexpr int kKillRounds = 16;
+
+constexpr const char* kKeyringPassword = "kosli-fault-test";
+
+bool have(const std::string& program) {
+  return run({"sh", "-c", "command -v " + program + " >/dev/null"}).exit_code == 0;
+}
+
+// posix_spawn with the environment plus `env`, stdin from `stdin_fd` (or
+// /dev/null), stdout and stderr appended to `log`, and `extra_fd` as fd 3.
+pid_t spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
+            const std::string& log, int stdin_fd = -1, int extra_fd = -1) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const auto& kv) {
+      return entry.rfind(kv.first + "=", 0) == 0;
+    });
+    if (!replaced) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args_copy = args;
+  for (auto& a : args_copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (stdin_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, stdin_fd, STDIN_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  }
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  if (extra_fd >= 0) posix_spawn_file_actions_adddup2(&actions, extra_fd, 3);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, argv[0], &actions, child_spawn_attributes(), argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+void reap(pid_t& pid, int signal) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGCONT);  // a stopped process must run to die of SIGTERM
+  ::kill(pid, signal);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  pid = -1;
+}
+
+// A D-Bus session bus with no activatable services (a killed keyring stays
+// gone) and a gnome-keyring on it whose login keyring is unlocked.
+class PrivateKeyring {
+ public:
+  PrivateKeyring() {
+    for (const char* d : {"/home", "/home/.local/share", "/run"}) ::mkdir((dir_.path() + d).c_str(), 0700);
+    const std::string config = dir_.path() + "/bus.conf";
+    std::ofstream(config) << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                             "<busconfig><type>session</type>\n"
+                             "<listen>unix:path=" << dir_.path() << "/run/bus</listen>\n"
+                             "<auth>EXTERNAL</auth>\n"
+                             "<policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>"
+                             "<allow eavesdrop=\"true\"/><allow own=\"*\"/></policy>\n"
+                             "</busconfig>\n";
+    // The bus prints its address on fd 3 once it listens: that is its readiness.
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    bus_pid_ = spawn({"dbus-daemon", "--config-file=" + config, "--nofork", "--nopidfile", "--print-address=3"}, {},
+                     dir_.path() + "/bus.log", -1, ready[1]);
+    ::close(ready[1]);
+    pollfd pfd{ready[0], POLLIN, 0};
+    char buf[512] = {};
+    const ssize_t n = ::poll(&pfd, 1, 15000) == 1 ? ::read(ready[0], buf, sizeof buf - 1) : -1;
+    ::close(ready[0]);
+    if (n <= 0) throw std::runtime_error("dbus-daemon did not start: " + read_file(dir_.path() + "/bus.log"));
+    address_ = std::string(buf, static_cast<std::size_t>(n));
+    address_.erase(address_.find_last_not_of("\r\n") + 1);
+    start_keyring();
+  }
+
+  ~PrivateKeyring() {
+    reap(keyring_pid_, SIGTERM);
+    reap(bus_pid_, SIGTERM);
+  }
+
+  // What a process needs to use this session and no other.
+  std::vector<std::pair<std::string, std::string>> env() const {
+    return {{"DBUS_SESSION_BUS_ADDRESS", address_}};
+  }
+
+  // Starts gnome-keyring and waits until it owns org.freedesktop.secrets.
+  void start_keyring() {
+    const std::string previous_owner = owner();
+    int password[2];
+    if (::pipe2(password, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    keyring_pid_ = spawn({"gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"},
+                         {{"DBUS_SESSION_BUS_ADDRESS", address_},
+                          {"HOME", dir_.path() + "/home"},
+                          {"XDG_DATA_HOME", dir_.path() + "/home/.local/share"},
+                          {"XDG_RUNTIME_DIR", dir_.path() + "/run"}},
+                         dir_.path() + "/keyring.log", password[0]);
+    ::close(password[0]);
+    const ssize_t written = ::write(password[1], kKeyringPassword, std::strlen(kKeyringPassword));
+    ::close(password[1]);
+    if (written < 0) throw std::runtime_error("cannot give gnome-keyring its password");
+    // A new owner of the name (not the one a killed keyring may still hold on
+    // the bus for a moment) is the readiness signal; there is no other.
+    const auto deadline = Clock::now() + kStartDeadline;
+    while (owner().empty() || owner() == previous_owner) {
+      if (Clock::now() > deadline) {
+        throw std::runtime_error("gnome-keyring did not start: " + read_file(dir_.path() + "/keyring.log"));
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+
+  void kill_keyring() { reap(keyring_pid_, SIGKILL); }
+  void pause_keyring() { ::kill(keyring_pid_, SIGSTOP); }
+  void resume_keyring() { ::kill(keyring_pid_, SIGCONT); }
+
+  // Locks the login keyring (the default collection), as a screen locker would.
+  RunResult lock_login() const {
+    return run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
+                "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.Lock",
+                "['/org/freedesktop/secrets/collection/login']"},
+               RunOptions{{}, env()});
+  }
+
+  // How many items the keyring holds for `profile`.
+  std::size_t items_for(const std::string& profile) const {
+    const auto found = run({"secret-tool", "search", "--all", "profile", profile}, RunOptions{{}, env()});
+    std::size_t count = 0;
+    for (auto at = found.out.find("label = "); at != std::string::npos; at = found.out.find("label = ", at + 1)) {
+      ++count;
+    }
+    return count;
+  }
+
+ private:
+  // The unique name owning org.freedesktop.secrets, "" when none does.
+  std::string owner() const {
+    const auto r = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path",
+                        "/org/freedesktop/DBus", "--method", "org.freedesktop.DBus.GetNameOwner",
+                        "org.freedesktop.secrets"},
+                       RunOptions{{}, env(), seconds(5)});
+    return r.exit_code == 0 ? r.out : "";
+  }
+
+  TempDir dir_;
+  std::string address_;
+  pid_t bus_pid_ = -1;
+  pid_t keyring_pid_ = -1;
+};
+
+class KeyringFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have("dbus-daemon") || !have("gnome-keyring-daemon") || !have("gdbus")) {
+      GTEST_SKIP() << "needs dbus-daemon, gnome-keyring-daemon and gdbus (scripts/install-deps)";
+    }
+  }
+
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+
+  RunResult store(const std::string& profile, const std::string& key) {
+    return cred(socket(), {"store", "--profile", profile, "--org", "acme"}, RunOptions{key});
+  }
+
+  // `kosli-cred token`, and how long it took.
+  std::pair<RunResult, milliseconds> timed_token(const std::string& profile) {
+    const auto started = Clock::now();
+    auto r = cred(socket(), {"token", "--profile", profile});
+    return {r, std::chrono::duration_cast<milliseconds>(Clock::now() - started)};
+  }
+
+  void expect_health_answers() {
+    const auto health = exchange(socket(), http_request("GET", "/v1/health"));
+    ASSERT_TRUE(health.has_value()) << "GET /v1/health got no answer";
+    EXPECT_EQ(health->status, 200) << health->body;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(KeyringFaultTest, AKilledKeyringGives503FastCachedTokensStayAndTheDaemonRecovers) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string cached_key = unique_key(), stored_key = unique_key();
+  ASSERT_EQ(store("it-cached", cached_key).exit_code, 0);
+  ASSERT_EQ(store("it-stored", stored_key).exit_code, 0);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);  // forget both …
+  ASSERT_EQ(cred(socket(), {"token", "--profile", "it-cached"}).out, cached_key + "\n");  // … cache one
+
+  keyring.kill_keyring();
+
+  // The cached key is served as before, without the keyring.
+  const auto [cached, cached_took] = timed_token("it-cached");
+  EXPECT_EQ(cached.exit_code, 0) << cached.err;
+  EXPECT_EQ(cached.out, cached_key + "\n");
+  EXPECT_LT(cached_took, seconds(2));
+
+  // What needs the keyring fails at once, with exit code 6 and advice.
+  const auto [missing, missing_took] = timed_token("it-stored");
+  EXPECT_EQ(missing.exit_code, 6) << missing.err;
+  EXPECT_TRUE(missing.out.empty());
+  EXPECT_NE(missing.err.find("Secret Service"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("gnome-keyring-daemon"), std::string::npos) << missing.err;
+  EXPECT_LT(missing_took, limits::kStoreCallDeadline + kFailureSlack);
+  for (const auto& request :
+       {http_request("GET", "/v1/profiles/it-stored/token"), http_request("GET", "/v1/profiles"),
+        http_request("PUT", "/v1/profiles/it-new",
+                     json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "personal"}, {"api_key", "k"}}
+                         .dump())}) {
+    const auto answer = exchange(socket(), request);
+    ASSERT_TRUE(answer.has_value()) << request;
+    EXPECT_EQ(answer->status, 503) << request << answer->body;
+    EXPECT_EQ(answer->error_code(), "backend_unavailable") << answer->body;
+    EXPECT_NE(answer->error_message().find("Secret Service"), std::string::npos) << answer->body;
+  }
+  expect_health_answers();
+
+  // A keyring comes back (the same login keyring, unlocked): no restart needed.
+  keyring.start_keyring();
+  const auto [back, back_took] = timed_token("it-stored");
+  EXPECT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(back.out, stored_key + "\n");
+  EXPECT_EQ(store("it-after", unique_key()).exit_code, 0);
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
+TEST_F(KeyringFaultTest, AHungKeyringGives503WithinTheStoreDeadline) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-hung", key).exit_code, 0);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+
+  keyring.pause_keyring();  // alive on the bus, answering nothing
+  const auto [hung, took] = timed_token("it-hung");
+  keyring.resume_keyring();
+  EXPECT_EQ(hung.exit_code, 6) << hung.err;
+  EXPECT_NE(hung.err.find("did not answer within"), std::string::npos) << hung.err;
+  EXPECT_GE(took, limits::kStoreCallDeadline - seconds(1));
+  EXPECT_LT(took, limits::kStoreCallDeadline + kFailureSlack);
+
+  // Once it answers again, so does the daemon.
+  const auto [again, again_took] = timed_token("it-hung");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, key + "\n");
+  expect_health_answers();
+}
+
+TEST_F(KeyringFaultTest, ALockedKeyringGives503SayingHowToUnlockIt) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-locked", key).exit_code, 0);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);  // the daemon's cache, not the keyring
+
+  const auto locked = keyring.lock_login();
+  ASSERT_EQ(locked.exit_code, 0) << locked.err;
+  ASSERT_NE(locked.out.find("collection/login"), std::string::npos) << locked.out;
+
+  const auto [token, took] = timed_token("it-locked");
+  EXPECT_EQ(token.exit_code, 6) << token.err;
+  EXPECT_TRUE(token.out.empty());
+  EXPECT_NE(token.err.find("locked"), std::string::npos) << token.err;
+  EXPECT_NE(token.err.find("unlock"), std::string::npos) << token.err;
+  EXPECT_LT(took, seconds(3)) << "a locked keyring must not wait for a prompt";
+  for (const auto& request :
+       {http_request("GET", "/v1/profiles/it-locked/token"),
+        http_request("PUT", "/v1/profiles/it-locked",
+                     json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "personal"}, {"api_key", "k"}}
+                         .dump())}) {
+    const auto answer = exchange(socket(), request);
+    ASSERT_TRUE(answer.has_value()) << request;
+    EXPECT_EQ(answer->status, 503) << answer->body;
+    EXPECT_EQ(answer->error_code(), "backend_unavailable") << answer->body;
+    EXPECT_NE(answer->error_message().find("locked"), std::string::npos) << answer->body;
+    EXPECT_NE(answer->error_message().find("unlock"), std::string::npos) << answer->body;
+  }
+  expect_health_answers();
+  EXPECT_EQ(daemon.log().find(key), std::string::npos);
+}
+
+TEST_F(KeyringFaultTest, WithoutADbusSessionAutoFallsBackToMemoryAndSecretServiceRefusesToStart) {
+  // No bus configured at all: no address, and a runtime directory without one.
+  TempDir runtime;
+  const std::vector<std::pair<std::string, std::string>> no_bus = {{"DBUS_SESSION_BUS_ADDRESS", ""},
+                                                                   {"XDG_RUNTIME_DIR", runtime.path()}};
+  {
+    Daemon daemon(socket(), {"--backend", "auto"}, no_bus);
+    EXPECT_NE(daemon.log().find("falling back to backend 'memory'"), std::string::npos) << daemon.log();
+    const auto stored = store("it-nobus", unique_key());
+    EXPECT_EQ(stored.exit_code, 0) << stored.err;
+    EXPECT_NE(stored.err.find("memory only"), std::string::npos) << stored.err;
+    const auto status = cred(socket(), {"status", "--json"});
+    ASSERT_EQ(status.exit_code, 0) << status.err;
+    EXPECT_EQ(json::parse(status.out)["backend"], "memory");
+  }
+  const auto refused = run({bin("kosli-credd"), "--backend", "secret-service", "--socket", socket(), "--audit-log",
+                            dir_.path() + "/audit.log"},
+                           RunOptions{{}, no_bus, seconds(10)});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("backend 'secret-service' is not usable"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("no D-Bus session bus"), std::string::npos) << refused.err;
+
+  // A bus with no Secret Service on it: the same two outcomes, as fast.
+  PrivateKeyring keyring;
+  keyring.kill_keyring();
+  {
+    Daemon daemon(socket(), {"--backend", "auto"}, keyring.env());
+    EXPECT_NE(daemon.log().find("falling back to backend 'memory'"), std::string::npos) << daemon.log();
+  }
+  const auto started = Clock::now();
+  const auto no_service = run({bin("kosli-credd"), "--backend", "secret-service", "--socket", socket(),
+                               "--audit-log", dir_.path() + "/audit.log"},
+                              RunOptions{{}, keyring.env(), seconds(10)});
+  EXPECT_NE(no_service.exit_code, 0);
+  EXPECT_NE(no_service.err.find("backend 'secret-service' is not usable"), std::string::npos) << no_service.err;
+  EXPECT_LT(Clock::now() - started, seconds(5));
+}
+
+// The store writes the new item before it deletes the old one: SIGKILL at any
+// point of a replace leaves the old key or the new one, never neither.
+TEST_F(KeyringFaultTest, AReplaceCutShortBySigkillLeavesTheOldKeyOrTheNewOne) {
+  PrivateKeyring keyring;
+  const std::string profile = "it-nothing-lost";
+  std::string current = unique_key();
+  milliseconds replace_time{0};
+  {
+    Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+    ASSERT_EQ(store(profile, current).exit_code, 0);
+    // How long one whole replace takes: the kill points are spread over it.
+    const std::string next = unique_key();
+    const auto started = Clock::now();
+    ASSERT_EQ(store(profile, next).exit_code, 0);
+    replace_time = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+    current = next;
+  }
+  std::random_device seed_source;
+  const auto seed = seed_source();
+  std::mt19937 random(seed);
+  std::uniform_int_distribution<long> kill_after_us(0, std::max<long>(1000, replace_time.count() * 1000));
+  int kept_old = 0, took_new = 0, both_kept = 0;
+  for (int round = 0; round < kKillRounds; ++round) {
+    const std::string next = unique_key();
+    const long delay = kill_after_us(random);
+    {
+      Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+      RawConnection c(socket());
+      ASSERT_TRUE(c.connected());
+      // Half the rounds replace by PUT, half by a rotation given the new key.
+      const std::string request =
+          round % 2 == 0
+              ? http_request("PUT", "/v1/profiles/" + profile,
+                             json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "service-account"},
+                                  {"api_key", next}}
+                                 .dump())
+              : http_request("POST", "/v1/profiles/" + profile + "/rotate",
+                             json{{"api_key", next}, {"verify", false}}.dump());
+      ASSERT_TRUE(c.send(request));
+      std::this_thread::sleep_for(std::chrono::microseconds(delay));
+      ::kill(daemon.pid(), SIGKILL);
+      EXPECT_EQ(daemon.stop(), 128 + SIGKILL);
+    }
+    both_kept += keyring.items_for(profile) > 1 ? 1 : 0;  // killed between writing the new and dropping the old
+    // A fresh daemon has nothing cached: what it serves is what the keyring kept.
+    Daemon fresh(socket(), {"--backend", "secret-service"}, keyring.env());
+    const auto token = cred(socket(), {"token", "--profile", profile});
+    ASSERT_EQ(token.exit_code, 0) << "round " << round << " (seed " << seed << ", kill after " << delay
+                                  << " us): " << token.err;
+    ASSERT_TRUE(token.out == current + "\n" || token.out == next + "\n")
+        << "round " << round << " (seed " << seed << ", kill after " << delay << " us): neither key";
+    if (token.out == next + "\n") {
+      current = next;
+      ++took_new;
+    } else {
+      ++kept_old;
+    }
+  }
+  // The next replace that runs to its end leaves exactly one item behind.
+  {
+    Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+    const std::string last = unique_key();
+    ASSERT_EQ(store(profile, last).exit_code, 0);
+    EXPECT_EQ(cred(socket(), {"token", "--profile", profile}).out, last + "\n");
+  }
+  EXPECT_EQ(keyring.items_for(profile), 1u);
+  RecordProperty("kept_old", kept_old);
+  RecordProperty("took_new", took_new);
+  std::printf("nothing-lost: of %d kills, %d kept the old key, %d the new one, %d left both in the keyring "
+              "(a replace takes %lld ms; seed %u)\n",
+              kKillRounds, kept_old, took_new, both_kept, static_cast<long long>(replace_time.count()), seed);
+}
+
+}  // namespace
+}  // namespace kosli::test

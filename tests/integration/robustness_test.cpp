@@ -1,0 +1,313 @@
+// Whatever arrives on the socket, the daemon keeps serving its owner: every
+// limit answers with its status and a JSON error, every bad input gets a clear
+// 4xx (or, where HTTP framing itself is broken, a closed connection), a
+// half-sent request is cut off, and hundreds of idle or stalled connections
+// from one misbehaving process do not keep `kosli-cred token` waiting.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "proto/limits.hpp"
+#include "tests/integration/harness.hpp"
+#include "tests/integration/raw_http.hpp"
+
+namespace kosli::test {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+// How quickly the owner must be answered while the socket is under abuse.
+constexpr milliseconds kOwnerAnswerBudget{2000};
+// How many connections the misbehaving process holds open: more than the cap.
+constexpr std::size_t kAbusiveConnections = 300;
+static_assert(kAbusiveConnections > limits::kMaxOpenConnections);
+
+std::string valid_put_body(const std::string& key) {
+  return json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "service-account"}, {"api_key", key}}
+      .dump();
+}
+
+class RobustnessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    daemon_.emplace(socket(), std::vector<std::string>{"--backend", "memory"});
+    const auto stored = cred(socket(), {"store", "--profile", "it-robust", "--org", "acme"}, RunOptions{key_});
+    ASSERT_EQ(stored.exit_code, 0) << stored.err;
+  }
+
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+
+  // What a user sees afterwards: the daemon answers health and hands out the
+  // token, within `budget`.
+  void expect_still_serving(milliseconds budget = milliseconds(5000)) {
+    const auto started = Clock::now();
+    const auto token = cred(socket(), {"token", "--profile", "it-robust"});
+    const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+    EXPECT_EQ(token.exit_code, 0) << token.err;
+    EXPECT_EQ(token.out, key_ + "\n");
+    EXPECT_LE(took.count(), budget.count()) << "kosli-cred token took " << took.count() << " ms";
+    const auto health = exchange(socket(), http_request("GET", "/v1/health"));
+    ASSERT_TRUE(health.has_value()) << "GET /v1/health got no answer";
+    EXPECT_EQ(health->status, 200);
+    EXPECT_EQ(json::parse(health->body)["status"], "ok");
+  }
+
+  TempDir dir_;
+  std::string key_ = unique_key();
+  std::optional<Daemon> daemon_;
+};
+
+// --- Limits -----------------------------------------------------------------
+
+TEST_F(RobustnessTest, EachLimitAnswersWithItsStatusAndTheDaemonKeepsServing) {
+  struct Case {
+    const char* what;
+    std::string request;
+    int status;
+    const char* code;
+  };
+  const std::string deep = std::string(limits::kMaxJsonDepth + 1, '[') + std::string(limits::kMaxJsonDepth + 1, ']');
+  const std::vector<Case> cases = {
+      {"headers over 8 KiB",
+       "GET /v1/health HTTP/1.1\r\nX-Padding: " + std::string(limits::kMaxHeaderBytes, 'h') + "\r\n\r\n", 431,
+       "headers_too_large"},
+      // Only the header is sent: the declared length alone is refused, nothing is buffered.
+      {"a body over 64 KiB",
+       "PUT /v1/profiles/it-big HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(limits::kMaxBodyBytes + 1) + "\r\n\r\n",
+       413, "payload_too_large"},
+      {"a URL over the limit", http_request("GET", "/v1/profiles/" + std::string(limits::kMaxTargetBytes, 'u')), 414,
+       "uri_too_long"},
+      {"JSON nested too deep", http_request("PUT", "/v1/profiles/it-deep", deep), 400, "bad_request"},
+  };
+  for (const auto& c : cases) {
+    const auto started = Clock::now();
+    const auto answer = exchange(socket(), c.request);
+    ASSERT_TRUE(answer.has_value()) << c.what << ": no answer";
+    EXPECT_EQ(answer->status, c.status) << c.what << ": " << answer->body;
+    EXPECT_EQ(answer->error_code(), c.code) << c.what << ": " << answer->body;
+    EXPECT_FALSE(answer->error_message().empty()) << c.what;
+    EXPECT_LT(Clock::now() - started, seconds(2)) << c.what << " was not refused at once";
+  }
+  expect_still_serving();
+}
+
+TEST_F(RobustnessTest, AHalfSentRequestIsCutOffAtTheReadDeadline) {
+  // One peer stops halfway; another dribbles a byte a second, which must not
+  // reset the deadline: both get 408 once the request deadline has passed.
+  RawConnection stalled(socket()), dribbling(socket());
+  ASSERT_TRUE(stalled.connected() && dribbling.connected());
+  const auto started = Clock::now();
+  ASSERT_TRUE(stalled.send("GET /v1/health HTTP/1.1\r\nHost: loc"));
+  const std::string slow = "GET /v1/health HTTP/1.1\r\nX-Slow: " + std::string(64, 's');
+  std::size_t sent = 0;
+  std::optional<RawResponse> cut;
+  while (!cut && sent < slow.size() && Clock::now() - started < limits::kRequestReadDeadline + seconds(5)) {
+    dribbling.send(slow.substr(sent++, 1));
+    cut = dribbling.response(milliseconds(1000));  // the pace of the dribble
+  }
+  ASSERT_TRUE(cut.has_value()) << "a request dribbled a byte a second was never cut off";
+  EXPECT_EQ(cut->status, 408);
+  EXPECT_EQ(cut->error_code(), "timeout");
+  const auto dribble_cut_after = Clock::now() - started;
+  EXPECT_GE(dribble_cut_after, limits::kRequestReadDeadline - seconds(1));
+  EXPECT_LE(dribble_cut_after, limits::kRequestReadDeadline + seconds(3));
+
+  const auto answer = stalled.response(seconds(5));
+  ASSERT_TRUE(answer.has_value()) << "the stalled request got no answer";
+  EXPECT_EQ(answer->status, 408);
+  EXPECT_EQ(answer->error_code(), "timeout");
+  EXPECT_TRUE(stalled.closed_within(seconds(2)));
+  EXPECT_TRUE(dribbling.closed_within(seconds(2)));
+  expect_still_serving();
+}
+
+// --- The connection cap -------------------------------------------------------
+
+class ConnectionCapTest : public RobustnessTest {
+ protected:
+  void SetUp() override {
+    // The test holds more descriptors than some default soft limits allow.
+    rlimit files{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
+    if (files.rlim_cur < 2 * kAbusiveConnections && files.rlim_max >= 2 * kAbusiveConnections) {
+      files.rlim_cur = 2 * kAbusiveConnections;
+      ::setrlimit(RLIMIT_NOFILE, &files);
+    }
+    RobustnessTest::SetUp();
+  }
+
+  // Opens kAbusiveConnections connections, each sent `first_bytes` (maybe none).
+  std::vector<RawConnection> flood(const std::string& first_bytes) {
+    std::vector<RawConnection> held;
+    held.reserve(kAbusiveConnections);
+    for (std::size_t i = 0; i < kAbusiveConnections; ++i) {
+      held.emplace_back(socket());
+      EXPECT_TRUE(held.back().connected()) << "connection " << i;
+      if (!first_bytes.empty()) held.back().send(first_bytes);
+    }
+    return held;
+  }
+};
+
+TEST_F(ConnectionCapTest, HundredsOfIdleConnectionsDoNotLockTheOwnerOut) {
+  auto idle = flood("");
+  expect_still_serving(kOwnerAnswerBudget);
+
+  // The daemon made room by closing the connections that had idled longest;
+  // the newest are still open.
+  std::size_t closed = 0;
+  for (auto& c : idle) closed += c.closed_within(milliseconds(0)) ? 1 : 0;
+  EXPECT_GE(closed, kAbusiveConnections - limits::kMaxOpenConnections);
+  EXPECT_TRUE(idle.front().closed_within(milliseconds(2000))) << "the oldest idle connection is still open";
+  EXPECT_FALSE(idle.back().closed_within(milliseconds(0))) << "the newest idle connection was closed";
+
+  // The newest connection still works: a request on it is answered.
+  ASSERT_TRUE(idle.back().send("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const auto answer = idle.back().response(seconds(5));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 200);
+}
+
+TEST_F(ConnectionCapTest, HundredsOfStalledRequestsDoNotLockTheOwnerOut) {
+  // Slowloris: each connection sends half a request and stops.
+  auto stalled = flood("GET /v1/health HTTP/1.1\r\nHost: ");
+  expect_still_serving(kOwnerAnswerBudget);
+  std::size_t closed = 0;
+  for (auto& c : stalled) closed += c.closed_within(milliseconds(0)) ? 1 : 0;
+  EXPECT_GE(closed, kAbusiveConnections - limits::kMaxOpenConnections);
+}
+
+// --- Bad input --------------------------------------------------------------
+
+TEST_F(RobustnessTest, EveryBadInputGetsAClearErrorAndTheDaemonKeepsServing) {
+  struct Case {
+    const char* what;
+    std::string request;
+    int status;  // 0: the daemon may instead close without a word
+    const char* code;
+  };
+  const auto put = [](const std::string& name, const std::string& body) {
+    return http_request("PUT", "/v1/profiles/" + name, body);
+  };
+  const auto with = [](json body) { return body.dump(); };
+  const json good = json::parse(valid_put_body("k-123"));
+  auto but = [&](const char* field, json value) {
+    json j = good;
+    if (value.is_discarded()) {
+      j.erase(field);
+    } else {
+      j[field] = std::move(value);
+    }
+    return j.dump();
+  };
+
+  const std::vector<Case> cases = {
+      // The body.
+      {"malformed JSON", put("it-bad", R"({"org": "acme",)"), 400, "bad_request"},
+      {"a JSON array", put("it-bad", "[1,2,3]"), 400, "bad_request"},
+      {"a JSON string", put("it-bad", R"("just a string")"), 400, "bad_request"},
+      {"a missing field", put("it-bad", but("org", json::value_t::discarded)), 400, "bad_request"},
+      {"a missing key", put("it-bad", but("api_key", json::value_t::discarded)), 400, "bad_request"},
+      {"a number for a string", put("it-bad", but("org", 42)), 400, "bad_request"},
+      {"an object for the key", put("it-bad", but("api_key", json::object())), 400, "bad_request"},
+      {"an unknown field", put("it-bad", but("colour", "blue")), 400, "bad_request"},
+      {"invalid UTF-8", put("it-bad", "{\"org\":\"ac\xff\xfeme\"}"), 400, "bad_request"},
+      {"a NUL inside the key", put("it-bad", but("api_key", std::string("abc\0def", 7))), 400, "bad_request"},
+      {"a newline inside the key", put("it-bad", but("api_key", "abc\ndef")), 400, "bad_request"},
+      {"an http:// host", put("it-bad", but("host", "http://app.kosli.com")), 400, "bad_request"},
+      {"an ftp:// host", put("it-bad", but("host", "ftp://app.kosli.com")), 400, "bad_request"},
+      {"a host with a path", put("it-bad", but("host", "https://app.kosli.com/evil")), 400, "bad_request"},
+      {"an unknown kind", put("it-bad", but("kind", "admin")), 400, "bad_request"},
+      {"a bad expiry", put("it-bad", but("expires_at", "next tuesday")), 400, "bad_request"},
+      {"not JSON at all", http_request("PUT", "/v1/profiles/it-bad", "org=acme", "text/plain"), 415,
+       "unsupported_media_type"},
+      // Names.
+      {"an upper-case name", put("IT-BAD", with(good)), 400, "bad_request"},
+      {"a name starting with '-'", put("-it", with(good)), 400, "bad_request"},
+      {"a name of 65 characters", put(std::string(65, 'a'), with(good)), 400, "bad_request"},
+      {"a percent-encoded traversal", http_request("GET", "/v1/profiles/..%2F..%2Fetc/token"), 400, "bad_request"},
+      {"an encoded dot-dot", http_request("GET", "/v1/profiles/%2e%2e/token"), 400, "bad_request"},
+      {"a plain dot-dot", http_request("GET", "/v1/profiles/../token"), 400, "bad_request"},
+      {"a space in the name", http_request("GET", "/v1/profiles/it%20bad"), 400, "bad_request"},
+      // Routes and methods.
+      {"an unknown route", http_request("GET", "/v1/secrets"), 404, "not_found"},
+      {"another API version", http_request("GET", "/v2/health"), 404, "not_found"},
+      {"a route with bytes that are not UTF-8", http_request("GET", "/v1/\xff\xfe"), 404, "not_found"},
+      {"a wrong method", http_request("PATCH", "/v1/profiles/it-robust"), 405, "method_not_allowed"},
+      {"DELETE on health", http_request("DELETE", "/v1/health"), 405, "method_not_allowed"},
+      // HTTP framing.
+      {"Content-Length with Transfer-Encoding",
+       "PUT /v1/profiles/it-bad HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+       "bad_request"},
+      {"two Content-Lengths", "PUT /v1/profiles/it-bad HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+       400, "bad_request"},
+      {"a negative length", "PUT /v1/profiles/it-bad HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "bad_request"},
+      {"a length that is not a number", "PUT /v1/profiles/it-bad HTTP/1.1\r\nContent-Length: 12abc\r\n\r\n", 400,
+       "bad_request"},
+      {"a length past 64 bits", "PUT /v1/profiles/it-bad HTTP/1.1\r\nContent-Length: 184467440737095516160\r\n\r\n",
+       400, "bad_request"},
+      {"HTTP/0.9", "GET /v1/health\r\n\r\n", 400, "bad_request"},
+      {"HTTP/2.0", "GET /v1/health HTTP/2.0\r\n\r\n", 400, "bad_request"},
+      {"HTTP/1.7", "GET /v1/health HTTP/1.7\r\n\r\n", 400, "bad_request"},
+      {"the HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad_request"},
+      {"a TLS ClientHello",
+       std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 11) + std::string(32, '\x42') +
+           std::string("\x00\x00\x20\xc0\x2b\xc0\x2f", 7),
+       0, "bad_request"},
+      {"a NUL in the request line", std::string("GET /v1/he\0alth HTTP/1.1\r\n\r\n", 28), 0, "bad_request"},
+  };
+  for (const auto& c : cases) {
+    const auto answer = exchange(socket(), c.request);
+    if (!answer) {
+      EXPECT_EQ(c.status, 0) << c.what << ": the daemon closed without an answer";
+      continue;
+    }
+    EXPECT_TRUE(c.status == 0 ? answer->status >= 400 && answer->status < 500 : answer->status == c.status)
+        << c.what << ": " << answer->status << " " << answer->body;
+    EXPECT_EQ(answer->error_code(), c.code) << c.what << ": " << answer->body;
+    EXPECT_FALSE(answer->error_message().empty()) << c.what;
+    if (c.status == 405) {
+      EXPECT_FALSE(answer->header("Allow").empty()) << c.what;
+    }
+  }
+
+  // Random bytes, many times over: a 4xx JSON error or a closed connection.
+  std::mt19937 random(20240611);
+  for (int i = 0; i < 200; ++i) {
+    std::string noise(1 + random() % 600, '\0');
+    for (auto& ch : noise) ch = static_cast<char>(random());
+    if (i % 2 == 0) noise.insert(0, "PUT /v1/profiles/it-noise HTTP/1.1\r\n");
+    const auto answer = exchange(socket(), noise, seconds(limits::kRequestReadDeadline) + seconds(5));
+    if (answer) {
+      EXPECT_TRUE(answer->status >= 400 && answer->status < 500) << answer->status << " " << answer->body;
+      EXPECT_FALSE(answer->error_code().empty()) << answer->body;
+    }
+  }
+
+  // A valid loopback http:// host is the one exception, and is accepted.
+  const auto loopback = exchange(socket(), put("it-loopback", but("host", "http://127.0.0.1:8080")));
+  ASSERT_TRUE(loopback.has_value());
+  EXPECT_EQ(loopback->status, 201) << loopback->body;
+
+  // Nothing bad was stored, and the daemon still serves its owner.
+  const auto list = exchange(socket(), http_request("GET", "/v1/profiles"));
+  ASSERT_TRUE(list.has_value());
+  std::vector<std::string> names;
+  const auto listed = json::parse(list->body);
+  for (const auto& p : listed["profiles"]) names.push_back(p["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"it-loopback", "it-robust"})) << list->body;
+  expect_still_serving();
+}
+
+}  // namespace
+}  // namespace kosli::test
