@@ -194,9 +194,12 @@ std::string read_input() {
     const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
+    // Only what arrived now (and the 3 bytes before it) can complete the end:
+    // scanning all the input after every read would be quadratic.
+    const std::size_t from = input.size() < 3 ? 0 : input.size() - 3;
     input.append(buf, static_cast<std::size_t>(n));
     // The description ends at a blank line; git may keep the pipe open after it.
-    if (input.rfind("\n\n") != std::string::npos || input.rfind("\r\n\r\n") != std::string::npos ||
+    if (input.find("\n\n", from) != std::string::npos || input.find("\r\n\r\n", from) != std::string::npos ||
         input.compare(0, 1, "\n") == 0) {
       break;
     }

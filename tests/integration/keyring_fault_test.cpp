@@ -309,9 +309,11 @@ TEST_F(KeyringFaultTest, AHungKeyringGives503WithinTheStoreDeadline) {
 TEST_F(KeyringFaultTest, ALockedKeyringGives503SayingHowToUnlockIt) {
   PrivateKeyring keyring;
   Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
-  const std::string key = unique_key();
+  const std::string key = unique_key(), cached_key = unique_key();
   ASSERT_EQ(store("it-locked", key).exit_code, 0);
+  ASSERT_EQ(store("it-cached", cached_key).exit_code, 0);
   ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);  // the daemon's cache, not the keyring
+  ASSERT_EQ(cred(socket(), {"token", "--profile", "it-cached"}).exit_code, 0);  // cached again
 
   const auto locked = keyring.lock_login();
   ASSERT_EQ(locked.exit_code, 0) << locked.err;
@@ -336,6 +338,9 @@ TEST_F(KeyringFaultTest, ALockedKeyringGives503SayingHowToUnlockIt) {
     EXPECT_NE(answer->error_message().find("unlock"), std::string::npos) << answer->body;
   }
   expect_health_answers();
+  const auto cached = cred(socket(), {"token", "--profile", "it-cached"});
+  EXPECT_EQ(cached.exit_code, 0) << cached.err;
+  EXPECT_EQ(cached.out, cached_key + "\n");
   EXPECT_EQ(daemon.log().find(key), std::string::npos);
 }
 
@@ -399,41 +404,41 @@ TEST_F(KeyringFaultTest, AReplaceCutShortBySigkillLeavesTheOldKeyOrTheNewOne) {
   std::mt19937 random(seed);
   std::uniform_int_distribution<long> kill_after_us(0, std::max<long>(1000, replace_time.count() * 1000));
   int kept_old = 0, took_new = 0, both_kept = 0;
-  for (int round = 0; round < kKillRounds; ++round) {
-    const std::string next = unique_key();
-    const long delay = kill_after_us(random);
-    {
-      Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
-      RawConnection c(socket());
-      ASSERT_TRUE(c.connected());
-      // Half the rounds replace by PUT, half by a rotation given the new key.
-      const std::string request =
-          round % 2 == 0
-              ? http_request("PUT", "/v1/profiles/" + profile,
-                             json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "service-account"},
-                                  {"api_key", next}}
-                                 .dump())
-              : http_request("POST", "/v1/profiles/" + profile + "/rotate",
-                             json{{"api_key", next}, {"verify", false}}.dump());
-      ASSERT_TRUE(c.send(request));
-      std::this_thread::sleep_for(std::chrono::microseconds(delay));
-      ::kill(daemon.pid(), SIGKILL);
-      EXPECT_EQ(daemon.stop(), 128 + SIGKILL);
+  std::string pending;  // the key of the replace last cut short
+  long delay = 0;
+  // Each round's fresh daemon first checks what the last kill left (it has
+  // nothing cached: what it serves is what the keyring kept), then starts a
+  // replace of its own and is killed at a random point of it.
+  for (int round = 0; round <= kKillRounds; ++round) {
+    Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+    if (!pending.empty()) {
+      const auto token = cred(socket(), {"token", "--profile", profile});
+      ASSERT_EQ(token.exit_code, 0) << "round " << round << " (seed " << seed << ", killed after " << delay
+                                    << " us): " << token.err;
+      ASSERT_TRUE(token.out == current + "\n" || token.out == pending + "\n")
+          << "round " << round << " (seed " << seed << ", killed after " << delay << " us): neither key";
+      (token.out == pending + "\n" ? took_new : kept_old) += 1;
+      if (token.out == pending + "\n") current = pending;
     }
+    if (round == kKillRounds) break;
+    pending = unique_key();
+    delay = kill_after_us(random);
+    RawConnection c(socket());
+    ASSERT_TRUE(c.connected());
+    // Half the rounds replace by PUT, half by a rotation given the new key.
+    const std::string request =
+        round % 2 == 0
+            ? http_request("PUT", "/v1/profiles/" + profile,
+                           json{{"org", "acme"}, {"host", "https://app.kosli.com"}, {"kind", "service-account"},
+                                {"api_key", pending}}
+                               .dump())
+            : http_request("POST", "/v1/profiles/" + profile + "/rotate",
+                           json{{"api_key", pending}, {"verify", false}}.dump());
+    ASSERT_TRUE(c.send(request));
+    std::this_thread::sleep_for(std::chrono::microseconds(delay));
+    ::kill(daemon.pid(), SIGKILL);
+    EXPECT_EQ(daemon.stop(), 128 + SIGKILL);
     both_kept += keyring.items_for(profile) > 1 ? 1 : 0;  // killed between writing the new and dropping the old
-    // A fresh daemon has nothing cached: what it serves is what the keyring kept.
-    Daemon fresh(socket(), {"--backend", "secret-service"}, keyring.env());
-    const auto token = cred(socket(), {"token", "--profile", profile});
-    ASSERT_EQ(token.exit_code, 0) << "round " << round << " (seed " << seed << ", kill after " << delay
-                                  << " us): " << token.err;
-    ASSERT_TRUE(token.out == current + "\n" || token.out == next + "\n")
-        << "round " << round << " (seed " << seed << ", kill after " << delay << " us): neither key";
-    if (token.out == next + "\n") {
-      current = next;
-      ++took_new;
-    } else {
-      ++kept_old;
-    }
   }
   // The next replace that runs to its end leaves exactly one item behind.
   {
