@@ -20,7 +20,8 @@ using nlohmann::json;
 
 Response json_response(int status, const json& body) { return Response{status, body.dump()}; }
 
-Response store_error_response(const StoreError& e) {
+Response store_error_response(const StoreError& e, Metrics& metrics) {
+  metrics.store_error(e.kind);
   if (e.kind == StoreError::Kind::internal) {
     spdlog::error("store: {}", e.message);
     return error_response(ErrorCode::internal, e.message);
@@ -87,7 +88,17 @@ void Router::connection_refused(const Peer& peer, std::string_view why) {
 }
 
 void Router::handle(Request request, const Peer& peer, Reply reply) {
-  auto matched = match_route(request.method, request.target);
+  const auto received = std::chrono::steady_clock::now();
+  const auto matched = match_route(request.method, request.target);
+  std::optional<Route> route;
+  if (const auto* m = std::get_if<RouteMatch>(&matched)) route = m->route;
+  dispatch(matched, request, peer, [this, route, received, reply = std::move(reply)](Response response) {
+    metrics_.request_answered(route, response.status, std::chrono::steady_clock::now() - received);
+    reply(std::move(response));
+  });
+}
+
+void Router::dispatch(const RouteResult& matched, Request& request, const Peer& peer, Reply reply) {
   if (std::holds_alternative<RouteNotFound>(matched)) {
     wipe(request.body);
     return reply(error_response(ErrorCode::not_found,
@@ -126,11 +137,12 @@ void Router::handle(Request request, const Peer& peer, Reply reply) {
         return route.route == Route::verify ? lifecycle_->verify(route.profile, peer, std::move(reply))
                                             : lifecycle_->rotate(route.profile, request, peer, std::move(reply));
       }
-      [[fallthrough]];
-    case Route::metrics:
       return reply(error_response(ErrorCode::not_implemented,
-                                  "this version of kosli-credd does not implement " +
-                                      std::string(route_spec(route.route).pattern) + " yet"));
+                                  "this kosli-credd has no Kosli API client, so it cannot " +
+                                      std::string(route.route == Route::verify ? "verify" : "rotate") +
+                                      " keys"));
+    case Route::metrics:
+      return reply(Response{200, metrics_.exposition(), Metrics::kContentType});
   }
   reply(error_response(ErrorCode::internal, "unhandled route"));
 }
@@ -160,9 +172,9 @@ void Router::health(Reply reply) {
 }
 
 void Router::list_profiles(Reply reply) {
-  worker_.submit([reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+  worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto profiles = store.list(deadline);
-    if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e));
+    if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e, metrics_));
     json list = json::array();
     for (const auto& meta : std::get<std::vector<ProfileMeta>>(profiles)) list.push_back(to_json(meta));
     reply(json_response(200, json{{"profiles", std::move(list)}}));
@@ -170,9 +182,9 @@ void Router::list_profiles(Reply reply) {
 }
 
 void Router::get_profile(const std::string& name, Reply reply) {
-  worker_.submit([name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
+  worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto found = store.find(name, deadline);
-    if (auto* e = std::get_if<StoreError>(&found)) return reply(store_error_response(*e));
+    if (auto* e = std::get_if<StoreError>(&found)) return reply(store_error_response(*e, metrics_));
     const auto& meta = std::get<std::optional<ProfileMeta>>(found);
     if (!meta) return reply(no_such_profile(name));
     reply(json_response(200, to_json(*meta)));
@@ -210,7 +222,7 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
     auto stored = store.put(meta, put->api_key, deadline);
     if (auto* e = std::get_if<StoreError>(&stored)) {
       audit_.record(AuditRecord{"store", name, "error", e->message}, peer);
-      return reply(store_error_response(*e));
+      return reply(store_error_response(*e, metrics_));
     }
     cache_.put(name, put->api_key,
                TokenInfo{meta.org, meta.host, meta.expires_at, policy_.expiry_warning_days()}, generation);
@@ -230,7 +242,7 @@ void Router::delete_profile(const std::string& name, const Peer& peer, Reply rep
     cache_.drop(name);  // also forgets a fill that raced with the erase
     Response response{204, {}};
     if (auto* e = std::get_if<StoreError>(&erased)) {
-      response = store_error_response(*e);
+      response = store_error_response(*e, metrics_);
     } else if (!std::get<bool>(erased)) {
       response = no_such_profile(name);
     } else {
@@ -268,10 +280,12 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
       return reply(error_response(ErrorCode::key_expired, *why));
     }
     audit_.record(AuditRecord{"token", name, "issued", "held in memory, not yet in the keyring"}, peer);
+    metrics_.token_issued(name);
     return reply(Response{200, serialize_token(waiting->key, waiting->info), "application/json", {}, true});
   }
   TokenInfo cached_info;
   if (auto body = cache_.token_body(name, &cached_info)) {
+    metrics_.cache_hit();
     if (auto why = expired(name, cached_info)) {
       wipe(*body);
       audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
@@ -279,14 +293,16 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     }
     const std::string note = expiry_note(cached_info);
     audit_.record(AuditRecord{"token", name, "issued", note.empty() ? "cached" : "cached; " + note}, peer);
+    metrics_.token_issued(name);
     return reply(Response{200, std::move(*body), "application/json", {}, true});
   }
+  metrics_.cache_miss();
   worker_.submit([this, name, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     const auto generation = cache_.generation();
     auto loaded = store.load(name, deadline);
     Response response;
     if (auto* e = std::get_if<StoreError>(&loaded)) {
-      response = store_error_response(*e);
+      response = store_error_response(*e, metrics_);
     } else if (auto& stored = std::get<std::optional<StoredKey>>(loaded); !stored) {
       response = no_such_profile(name);
     } else {
@@ -300,6 +316,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
       response = Response{200, serialize_token(stored->key, info), "application/json", {}, true};
       const std::string note = expiry_note(info);
       audit_.record(AuditRecord{"token", name, "issued", note}, peer);
+      metrics_.token_issued(name);
       return reply(std::move(response));
     }
     audit_.record(AuditRecord{"token", name, result_of(response), {}}, peer);

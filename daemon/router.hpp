@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "daemon/metrics.hpp"
 #include "daemon/store_worker.hpp"
 #include "daemon/token_cache.hpp"
 #include "proto/errors.hpp"
@@ -34,7 +35,7 @@ struct Request {
 struct Response {
   int status = 200;
   std::string body;
-  std::string content_type = "application/json";
+  std::string_view content_type = "application/json";  // always a constant
   std::string allow;       // for 405
   bool sensitive = false;  // holds a key: sent with no-store, wiped after sending
 };
@@ -59,7 +60,11 @@ class Router {
   // Records a connection the server refused before any request was read.
   void connection_refused(const Peer& peer, std::string_view why);
 
+  // What GET /v1/metrics reports; the server counts connections into it.
+  Metrics& metrics() { return metrics_; }
+
  private:
+  void dispatch(const RouteResult& matched, Request& request, const Peer& peer, Reply reply);
   void health(Reply reply);
   void list_profiles(Reply reply);
   void get_profile(const std::string& name, Reply reply);
@@ -74,6 +79,7 @@ class Router {
   AuditLog& audit_;
   KeyLifecycle* const lifecycle_;
   const std::chrono::steady_clock::time_point started_;
+  Metrics metrics_;
 };
 
 }  // namespace kosli::daemon

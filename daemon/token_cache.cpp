@@ -11,7 +11,7 @@ std::optional<std::string> TokenCache::token_body(std::string_view name, TokenIn
     return std::nullopt;
   }
   if (info != nullptr) *info = it->second.info;
-  return serialize_token(it->second.key, it->second.info);
+  return std::string(it->second.body.reveal());
 }
 
 std::uint64_t TokenCache::generation() {
@@ -22,7 +22,9 @@ std::uint64_t TokenCache::generation() {
 void TokenCache::put(const std::string& name, const Secret& key, const TokenInfo& info,
                      std::uint64_t loaded_at_generation) {
   if (ttl_.count() == 0) return;
-  Entry entry{key.clone(), info, Clock::now() + ttl_};
+  std::string body = serialize_token(key, info);
+  Entry entry{Secret(body), info, Clock::now() + ttl_};
+  wipe(body);
   std::lock_guard lock(mutex_);
   if (loaded_at_generation != generation_) return;
   entries_.insert_or_assign(name, std::move(entry));

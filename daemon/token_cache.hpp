@@ -36,7 +36,7 @@ class TokenCache {
 
  private:
   struct Entry {
-    Secret key;
+    Secret body;  // the token's JSON, made once: a hit only copies it
     TokenInfo info;
     Clock::time_point expires;
   };

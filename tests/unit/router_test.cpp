@@ -267,12 +267,40 @@ TEST_F(RouterTest, WrongMethodIs405WithAllow) {
   EXPECT_EQ(r.allow, "GET, PUT, DELETE");
 }
 
-TEST_F(RouterTest, VerifyAndRotateAreNotImplementedYet) {
+// A router built without a Kosli API client (a KeyLifecycle) cannot verify or rotate.
+TEST_F(RouterTest, VerifyAndRotateWithoutAKosliClientAreNotImplemented) {
   put("ci", "key-123");
   EXPECT_TRUE(IsError(call("POST", "/v1/profiles/ci/verify"), 501, "not_implemented"));
   EXPECT_TRUE(IsError(call("POST", "/v1/profiles/ci/rotate", R"({"api_key":"key-456"})"), 501,
                       "not_implemented"));
   EXPECT_EQ(json::parse(token("ci").body)["token"], "key-123");  // rotate changed nothing
+}
+
+// GET /v1/metrics counts what the router answered, in Prometheus' text format.
+TEST_F(RouterTest, MetricsCountRequestsCacheHitsAndTokensByProfile) {
+  put("ci", "key-123");
+  token("ci");         // served from the cache the store filled
+  token("missing");    // a miss, then 404
+  call("GET", "/nope");  // no route
+  call("DELETE", "/v1/lock");  // wrong method
+
+  const Response r = call("GET", "/v1/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_FALSE(r.sensitive);
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_requests_total{route=\"put_profile\",status=\"201\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_requests_total{route=\"token\",status=\"200\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_requests_total{route=\"token\",status=\"404\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_requests_total{route=\"unmatched\",status=\"404\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_requests_total{route=\"unmatched\",status=\"405\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_cache_hits_total 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_cache_misses_total 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_tokens_issued_total{profile=\"ci\"} 1\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_request_duration_seconds_bucket{le=\"+Inf\"} 5\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_request_duration_seconds_count 5\n"));
+  EXPECT_TRUE(Mentions(r.body, "# TYPE kosli_credd_request_duration_seconds histogram\n"));
+  EXPECT_TRUE(Mentions(r.body, "kosli_credd_open_connections 0\n"));
+  EXPECT_EQ(r.body.find("key-123"), std::string::npos);
 }
 
 TEST_F(RouterTest, BadProfileNameIsABadRequest) {
