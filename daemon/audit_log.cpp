@@ -76,6 +76,7 @@ AuditLog::AuditLog(std::string target) : target_(std::move(target)) {
 }
 
 AuditLog::~AuditLog() {
+  write_through();
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -92,22 +93,64 @@ void AuditLog::record(const AuditRecord& r, const Peer& peer) {
     j["requester_pid"] = peer.requester_pid;
   }
   if (!r.detail.empty()) j["detail"] = r.detail;
-  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::lock_guard lock(mutex_);
-  if (!write_line(line)) report_failure(std::strerror(errno));
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  line += '\n';
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!schedule_flush_ || pending_.size() + line.size() > kMaxPendingBytes) {
+      if (!pending_.empty() && !write_lines(pending_)) report_failure(std::strerror(errno));
+      pending_.clear();
+      if (!schedule_flush_) {
+        if (!write_lines(line)) report_failure(std::strerror(errno));
+        return;
+      }
+    }
+    first = pending_.empty();
+    pending_ += line;
+  }
+  if (first) schedule_flush_();
 }
 
-bool AuditLog::write_line(const std::string& line) {
-  if (target_ == "journal") return send_to_journal(line);
-  const std::string with_newline = line + "\n";
+void AuditLog::defer_writes(std::function<void()> schedule_flush) {
+  std::lock_guard lock(mutex_);
+  schedule_flush_ = std::move(schedule_flush);
+}
+
+void AuditLog::write_through() {
+  std::lock_guard lock(mutex_);
+  schedule_flush_ = nullptr;
+  if (!pending_.empty() && !write_lines(pending_)) report_failure(std::strerror(errno));
+  pending_.clear();
+}
+
+void AuditLog::flush() {
+  std::lock_guard lock(mutex_);
+  if (pending_.empty()) return;
+  if (!write_lines(pending_)) report_failure(std::strerror(errno));
+  pending_.clear();
+}
+
+// `lines`: one or more whole lines. To a file (or stderr) in one write(2) with
+// O_APPEND, so a record is never interleaved with another; to the journal, a
+// datagram each.
+bool AuditLog::write_lines(const std::string& lines) {
+  if (target_ == "journal") {
+    bool sent = true;
+    for (std::size_t at = 0; at < lines.size();) {
+      const auto end = lines.find('\n', at);
+      sent = send_to_journal(lines.substr(at, end - at)) && sent;
+      at = end + 1;
+    }
+    return sent;
+  }
   const int fd = target_ == "-" ? STDERR_FILENO : fd_;
   if (fd < 0) return false;
-  // One write(2) with O_APPEND: a record is never interleaved with another.
   ssize_t n;
   do {
-    n = ::write(fd, with_newline.data(), with_newline.size());
+    n = ::write(fd, lines.data(), lines.size());
   } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(with_newline.size());
+  return n == static_cast<ssize_t>(lines.size());
 }
 
 void AuditLog::report_failure(const std::string& why) {

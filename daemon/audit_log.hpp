@@ -1,9 +1,16 @@
 // The audit log: one JSON line for every token issued or refused, store, erase,
 // lock, rotate, verify and refused connection, with who asked. Never a key.
 // A failed write is logged loudly and does not stop token service.
+//
+// Writes are synchronous until the server takes them over (defer_writes): then
+// a record is formatted at once and the lines of one turn of the event loop go
+// out together in one write, right after the requests that made them were
+// answered. Nothing is dropped; a record is on disk before any later request
+// is answered, and only SIGKILL in that window of microseconds can lose it.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,12 +43,25 @@ class AuditLog {
 
   void record(const AuditRecord& record, const Peer& peer);
 
+  // From now on, lines wait in memory and `schedule_flush` is called (from the
+  // thread of the record) whenever the first one arrives; it must see that
+  // flush() runs soon. A burst larger than kMaxPendingBytes is written at once.
+  void defer_writes(std::function<void()> schedule_flush);
+  // Writes what waits, and writes every later record at once.
+  void write_through();
+  // Writes the lines that wait.
+  void flush();
+
+  static constexpr std::size_t kMaxPendingBytes = 64 * 1024;
+
  private:
-  bool write_line(const std::string& line);
+  bool write_lines(const std::string& lines);
   void report_failure(const std::string& why);
 
   const std::string target_;
   std::mutex mutex_;
+  std::function<void()> schedule_flush_;  // empty: write each record at once
+  std::string pending_;                   // whole lines, each ending in '\n'
   int fd_ = -1;
   std::chrono::steady_clock::time_point last_failure_report_{};
 };

@@ -226,6 +226,8 @@ int main(int argc, char** argv) {
   server_options.parent_pid = opt.parent_pid;
   Server server{listen_socket.release_fd(), router, std::move(server_options)};
 
+  // The audit lines of one turn of the event loop go out in one write.
+  audit.defer_writes([&server, &audit] { server.post([&audit] { audit.flush(); }); });
   lifecycle.start();
   server.run(
       [&] {
@@ -236,6 +238,7 @@ int main(int argc, char** argv) {
       },
       [&cache] { cache.sweep(); });
 
+  audit.write_through();  // what the shutdown below records is written at once
   systemd.notify("STOPPING=1");
   kosli->stop();      // calls to Kosli in flight finish first (each has a deadline) …
   lifecycle.stop();   // … then keys Kosli issued get one last chance at the keyring …

@@ -43,6 +43,10 @@ constexpr std::chrono::seconds kParentPollInterval{1};
 
 using Clock = std::chrono::steady_clock;
 
+// How often open connections are checked against their deadlines (which are
+// therefore kept to within this much).
+constexpr std::chrono::milliseconds kSweepInterval{250};
+
 // At the connection cap, making room is logged at most this often.
 constexpr std::chrono::seconds kCapWarningInterval{60};
 
@@ -80,13 +84,14 @@ std::string canned_response(ErrorCode code, const std::string& message) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  // Where a connection is: waiting for its next request, reading one, or
-  // being answered (from routing until the response is written).
-  enum class Phase { idle, reading, answering };
+  // Where a connection is: waiting for its next request, reading one, being
+  // answered (routing, perhaps a store call), or writing the answer.
+  enum class Phase { idle, reading, answering, writing };
 
   Session(local::socket&& socket, const Peer& peer, ServerState& state)
-      : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), peer_(peer), state_(state) {
+      : socket_(std::move(socket)), peer_(peer), state_(state) {
     ++state_.open;
+    state_.router.metrics().connection_opened();
   }
 
   ~Session() {
@@ -98,6 +103,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (leaving_.exchange(false)) --state_.leaving;
     --state_.open;
+    state_.router.metrics().connection_closed();
     state_.mark_busy();
     if (last) last();
   }
@@ -107,70 +113,85 @@ class Session : public std::enable_shared_from_this<Session> {
       std::lock_guard lock(state_.mutex);
       state_.sessions.emplace(this, weak_from_this());
     }
-    asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::do_read, shared_from_this()));
+    asio::dispatch(socket_.get_executor(), beast::bind_front_handler(&Session::do_read, shared_from_this()));
   }
 
   // Called on shutdown: a connection waiting for its next request is closed now.
   void close_if_idle() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->phase_ == Phase::idle) self->stream_.cancel();
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->phase_ == Phase::idle) self->socket_.cancel();
     });
   }
 
   Phase phase() const { return phase_; }
   Clock::rep phase_since() const { return phase_since_; }
 
+  // Called by the server's sweep (a few times a second while connections are
+  // open) in place of a timer per request: acts when this connection's deadline
+  // has passed. A request still arriving is cancelled and answered 408; an idle
+  // connection, or one whose peer does not read its answer, is closed.
+  void expire_if_due(Clock::rep now) {
+    const auto due = deadline_.load(std::memory_order_relaxed);
+    if (due == 0 || due > now) return;
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      const auto due = self->deadline_.load(std::memory_order_relaxed);
+      if (due == 0 || due > Clock::now().time_since_epoch().count()) return;  // it moved on meanwhile
+      self->deadline_ = 0;
+      if (self->phase_ == Phase::reading) {
+        self->timed_out_ = true;
+        self->socket_.cancel();
+      } else {
+        self->do_close();
+      }
+    });
+  }
+
   // Closes this connection to make room at the cap, unless it is being
   // answered; false when it is, or was chosen already.
   bool make_room() {
-    if (phase_ == Phase::answering || leaving_.exchange(true)) return false;
+    if (busy(phase_) || leaving_.exchange(true)) return false;
     ++state_.leaving;
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->phase_ != Phase::answering) return self->do_close();
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      if (!busy(self->phase_)) return self->do_close();
       if (self->leaving_.exchange(false)) --self->state_.leaving;  // its request came in after all
     });
     return true;
   }
+
+  static bool busy(Phase phase) { return phase == Phase::answering || phase == Phase::writing; }
 
  private:
   void do_read() {
     if (state_.stopping) return do_close();
     parser_.emplace();
     apply_request_limits(*parser_);
-    if (buffer_.size() > 0) return read_request();  // a pipelined request
+    parser_->eager(true);
+    if (buffer_.size() > 0) return parse_buffered();  // a pipelined request
     // Between requests the connection may idle; once a byte arrives, the whole
     // request must follow within the request deadline.
-    enter(Phase::idle);
-    stream_.expires_after(limits::kIdleKeepAliveDeadline);
-    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
+    enter(Phase::idle, limits::kIdleKeepAliveDeadline);
+    socket_.async_read_some(buffer_.prepare(kFirstReadBytes),
                             beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
   }
 
   void on_first_bytes(beast::error_code ec, std::size_t n) {
     if (ec) return do_close();  // closed by the peer, idle timeout, or shutdown
     buffer_.commit(n);
-    read_request();
+    parse_buffered();
   }
 
-  // The whole request must arrive within the request deadline. Its timer
-  // cancels the read rather than closing the socket (as the stream's own
-  // expiry would), so the peer still gets its 408.
-  void read_request() {
-    enter(Phase::reading);
-    stream_.expires_never();
+  // A request nearly always arrives whole in one read: parse what is buffered
+  // here, and read more only when the parser needs it.
+  void parse_buffered() {
+    enter(Phase::reading, limits::kRequestReadDeadline);
+    beast::error_code ec;
+    buffer_.consume(parser_->put(buffer_.data(), ec));
+    if (ec != http::error::need_more) return on_read(ec, 0);
     timed_out_ = false;
-    read_deadline_.expires_after(limits::kRequestReadDeadline);
-    read_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return;  // the request arrived in time
-      self->timed_out_ = true;
-      self->stream_.cancel();
-    });
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    read_deadline_.cancel();
     if (timed_out_ && ec == asio::error::operation_aborted) ec = beast::error::timeout;
     enter(Phase::answering);
     auto outcome = take_request(*parser_, ec);
@@ -189,8 +210,10 @@ class Session : public std::enable_shared_from_this<Session> {
     wipe_consumed_input();
     method_ = parsed.request.method;
     target_ = parsed.request.target;
+    // A cached token is answered inline, on this strand: dispatch sends it at
+    // once. A store call answers from the store's thread: dispatch posts it here.
     state_.router.handle(std::move(parsed.request), peer_, [self = shared_from_this()](Response response) {
-      asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+      asio::dispatch(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
         self->send(std::move(response));
       });
     });
@@ -200,8 +223,8 @@ class Session : public std::enable_shared_from_this<Session> {
     spdlog::debug("uid {} pid {}: {} {} -> {}", peer_.uid, peer_.pid, method_, target_, response.status);
     sensitive_ = response.sensitive;
     res_ = to_http_response(std::move(response), keep_alive_ && !state_.stopping);
-    stream_.expires_after(limits::kRequestReadDeadline);
-    http::async_write(stream_, res_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    enter(Phase::writing, limits::kRequestReadDeadline);
+    http::async_write(socket_, res_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -218,20 +241,23 @@ class Session : public std::enable_shared_from_this<Session> {
     wipe(whole.data(), whole.size());
   }
 
-  void enter(Phase phase) {
-    phase_since_ = Clock::now().time_since_epoch().count();
+  // Moves to `phase`; its deadline counts from now (none while answering: the
+  // router bounds its own store calls).
+  void enter(Phase phase, std::chrono::seconds deadline = {}) {
+    const auto now = Clock::now().time_since_epoch().count();
+    phase_since_ = now;
     phase_ = phase;
+    deadline_.store(deadline.count() == 0 ? 0 : now + Clock::duration(deadline).count(), std::memory_order_relaxed);
   }
 
   void do_close() {
     beast::error_code ignored;
-    read_deadline_.cancel();
-    stream_.socket().shutdown(local::socket::shutdown_send, ignored);
-    stream_.close();
+    deadline_ = 0;
+    socket_.shutdown(local::socket::shutdown_send, ignored);
+    socket_.close(ignored);
   }
 
-  beast::basic_stream<local> stream_;
-  asio::steady_timer read_deadline_;
+  local::socket socket_;
   bool timed_out_ = false;
   beast::flat_buffer buffer_{limits::kMaxHeaderBytes + limits::kMaxBodyBytes + kFirstReadBytes};
   std::optional<RequestParser> parser_;
@@ -241,9 +267,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string method_, target_;
   bool keep_alive_ = false;
   bool sensitive_ = false;
-  // Read by the acceptor (make_room), written on this connection's strand.
+  // Read by the acceptor (make_room) and the sweep, written on this connection's strand.
   std::atomic<Phase> phase_{Phase::answering};
   std::atomic<Clock::rep> phase_since_{0};
+  std::atomic<Clock::rep> deadline_{0};  // 0: none
   std::atomic<bool> leaving_{false};
 };
 
@@ -261,7 +288,11 @@ class Server::Impl {
         idle_timer_(ioc_),
         parent_timer_(ioc_),
         parent_watch_(ioc_),
+        sweep_strand_(asio::make_strand(ioc_)),
+        sweep_timer_(sweep_strand_),
         work_(asio::make_work_guard(ioc_)) {}
+
+  void post(std::function<void()> fn) { asio::post(ioc_, std::move(fn)); }
 
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
     housekeeping_ = std::move(housekeeping);
@@ -312,6 +343,34 @@ class Server::Impl {
                     "too many open connections to kosli-credd; close some and retry");
     }
     std::make_shared<Session>(std::move(socket), *peer, state_)->start();
+    asio::post(sweep_strand_, [this] {
+      if (!sweeping_) {
+        sweeping_ = true;
+        schedule_sweep();
+      }
+    });
+  }
+
+  // Deadlines: one timer for every connection, running while any is open,
+  // instead of a timer armed and cancelled for each request.
+  void schedule_sweep() {
+    sweep_timer_.expires_after(kSweepInterval);
+    sweep_timer_.async_wait([this](beast::error_code ec) {
+      std::vector<std::shared_ptr<Session>> alive;
+      if (!ec) {
+        std::lock_guard lock(state_.mutex);
+        for (auto& [ptr, weak] : state_.sessions) {
+          if (auto s = weak.lock()) alive.push_back(std::move(s));
+        }
+      }
+      if (alive.empty()) {
+        sweeping_ = false;  // the next connection starts it again
+        return;
+      }
+      const auto now = Clock::now().time_since_epoch().count();
+      for (const auto& s : alive) s->expire_if_due(now);
+      schedule_sweep();
+    });
   }
 
   // At the cap: closes the connection that has waited longest for its next
@@ -333,7 +392,7 @@ class Server::Impl {
     std::vector<Candidate> candidates;
     for (const auto& s : alive) {
       const auto phase = s->phase();
-      if (phase != Session::Phase::answering) {
+      if (!Session::busy(phase)) {
         candidates.emplace_back(std::pair(phase == Session::Phase::idle ? 0 : 1, s->phase_since()), s.get());
       }
     }
@@ -445,6 +504,7 @@ class Server::Impl {
 
   void finish() {
     shutdown_timer_.cancel();
+    asio::post(sweep_strand_, [this] { sweep_timer_.cancel(); });
     work_.reset();
   }
 
@@ -458,6 +518,9 @@ class Server::Impl {
   asio::steady_timer idle_timer_;
   asio::steady_timer parent_timer_;
   asio::posix::stream_descriptor parent_watch_;  // a pidfd
+  asio::strand<asio::io_context::executor_type> sweep_strand_;
+  asio::steady_timer sweep_timer_;  // on sweep_strand_, as is sweeping_
+  bool sweeping_ = false;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::function<void()> housekeeping_;
 };
@@ -469,5 +532,7 @@ Server::~Server() = default;
 void Server::run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
   impl_->run(on_ready, std::move(housekeeping));
 }
+
+void Server::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
 
 }  // namespace kosli::daemon

@@ -15,7 +15,10 @@ namespace kosli::daemon {
 
 struct ServerOptions {
   std::vector<uid_t> allowed_uids;  // besides the daemon's own uid
-  std::size_t threads = 2;
+  // Threads running the event loop. One: a request costs microseconds, and a
+  // second thread only adds wake-ups between the two (keyring and Kosli calls
+  // have threads of their own).
+  std::size_t threads = 1;
   std::chrono::seconds housekeeping_interval{30};
   // Stop after this long with no open connection while `busy` (asked on a
   // timer, on an Asio thread) answers false; 0 s: never.
@@ -36,6 +39,10 @@ class Server {
   // runs once the server accepts; `housekeeping` runs every
   // housekeeping_interval.
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping);
+
+  // Runs `fn` on the event loop after the handlers already queued (from any
+  // thread). While run() serves, it runs; after, it may not.
+  void post(std::function<void()> fn);
 
  private:
   class Impl;

@@ -271,7 +271,7 @@ TEST_F(CoreTest, AnotherUserIsRefusedEvenWhenModesAreLoosened) {
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_EQ(r.out.find(key), std::string::npos);
   EXPECT_NE(daemon.log().find("refused a connection from uid 65534"), std::string::npos) << daemon.log();
-  const std::string audit = read_file(daemon.audit_path());
+  const std::string audit = daemon.audit_log();
   EXPECT_NE(audit.find(R"("event":"connection")"), std::string::npos) << audit;
   EXPECT_NE(audit.find(R"("uid":65534)"), std::string::npos) << audit;
   EXPECT_EQ(cred(socket(), {"token", "--profile", "it-peer"}).out, key + "\n");

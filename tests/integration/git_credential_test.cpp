@@ -61,7 +61,7 @@ class GitCredentialTest : public ::testing::Test {
   }
 
   std::size_t audit_count(const Daemon& daemon, const std::string& needle) const {
-    const std::string audit = read_file(daemon.audit_path());
+    const std::string audit = daemon.audit_log();
     std::size_t n = 0;
     for (auto at = audit.find(needle); at != std::string::npos; at = audit.find(needle, at + 1)) ++n;
     return n;

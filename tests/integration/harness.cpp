@@ -20,6 +20,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tests/integration/raw_http.hpp"
+
 extern char** environ;
 
 namespace kosli::test {
@@ -170,6 +172,7 @@ TempDir::~TempDir() {
 
 Daemon::Daemon(const std::string& socket, std::vector<std::string> args,
                const std::vector<std::pair<std::string, std::string>>& env) {
+  socket_ = socket;
   log_path_ = dir_.path() + "/kosli-credd.log";
   int ready[2];
   check(::pipe2(ready, O_CLOEXEC) == 0, "pipe");
@@ -247,6 +250,30 @@ std::optional<int> Daemon::wait_exit(std::chrono::milliseconds timeout) {
 }
 
 std::string Daemon::log() const { return read_file(log_path_); }
+
+std::string Daemon::audit_log(const std::string& path) const {
+  if (pid_ > 0) {
+    RawConnection barrier(socket_);
+    const bool answered = barrier.send("GET /v1/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n") &&
+                          barrier.response(std::chrono::seconds(5)).has_value();
+    check(answered, "GET /v1/metrics (the audit log's barrier) got no answer");
+  }
+  return read_file(path.empty() ? audit_path_ : path);
+}
+
+std::vector<nlohmann::json> audit_records(const std::string& log) {
+  std::vector<nlohmann::json> records;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) records.push_back(nlohmann::json::parse(line));
+  return records;
+}
+
+std::size_t count_records(const std::vector<nlohmann::json>& records, const std::string& event,
+                          const std::string& result) {
+  std::size_t n = 0;
+  for (const auto& r : records) n += r["event"] == event && r["result"] == result;
+  return n;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace kosli::test {
 
 struct RunResult {
@@ -73,14 +75,27 @@ class Daemon {
   std::string log() const;
   // Its audit log, when the harness chose it.
   const std::string& audit_path() const { return audit_path_; }
+  // What its audit log holds once every record of a request already answered
+  // is written: the daemon writes records in batches, each before it answers
+  // any later request, so one more request (GET /v1/metrics, which records
+  // nothing) is the barrier. Reads the file as it is when the daemon has stopped.
+  // `path`: the audit log when the test chose it.
+  std::string audit_log(const std::string& path = {}) const;
 
  private:
   TempDir dir_;
+  std::string socket_;
   std::string log_path_;
   std::string audit_path_;
   pid_t pid_ = -1;
   int exit_code_ = -1;
 };
+
+// The records of an audit log's text, a JSON object a line (throws on a bad line).
+std::vector<nlohmann::json> audit_records(const std::string& log);
+// How many of `records` are `event` with `result`.
+std::size_t count_records(const std::vector<nlohmann::json>& records, const std::string& event,
+                          const std::string& result);
 
 // The whole content of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);

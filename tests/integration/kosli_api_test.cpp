@@ -39,19 +39,6 @@ std::string rfc3339(std::int64_t t) {
 
 std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-std::vector<json> audit_records(const std::string& path) {
-  std::vector<json> records;
-  std::istringstream lines(read_file(path));
-  for (std::string line; std::getline(lines, line);) records.push_back(json::parse(line));
-  return records;
-}
-
-std::size_t count(const std::vector<json>& records, const std::string& event, const std::string& result) {
-  std::size_t n = 0;
-  for (const auto& r : records) n += r["event"] == event && r["result"] == result;
-  return n;
-}
-
 // Waits for `condition` (checked every 100 ms) for at most `limit`.
 bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
   const auto deadline = Clock::now() + limit;
@@ -163,7 +150,7 @@ class KosliApiTest : public ::testing::Test {
       if (key.empty()) continue;
       EXPECT_EQ(daemon.log().find(key), std::string::npos) << "the daemon's log holds a key";
       if (!daemon.audit_path().empty()) {
-        EXPECT_EQ(read_file(daemon.audit_path()).find(key), std::string::npos) << "the audit log holds a key";
+        EXPECT_EQ(daemon.audit_log().find(key), std::string::npos) << "the audit log holds a key";
       }
     }
   }
@@ -220,10 +207,10 @@ TEST_F(KosliApiTest, VerifyTellsValidRejectedAndForbiddenApartAndRemembersIt) {
   ASSERT_EQ(asked.size(), 5u);
   EXPECT_EQ(asked[0]["key_id"], "k1");
 
-  const auto records = audit_records(daemon.audit_path());
-  EXPECT_EQ(count(records, "verify", "valid"), 2u);
-  EXPECT_EQ(count(records, "verify", "invalid"), 2u);
-  EXPECT_EQ(count(records, "verify", "forbidden"), 1u);
+  const auto records = audit_records(daemon.audit_log());
+  EXPECT_EQ(count_records(records, "verify", "valid"), 2u);
+  EXPECT_EQ(count_records(records, "verify", "invalid"), 2u);
+  EXPECT_EQ(count_records(records, "verify", "forbidden"), 1u);
   expect_no_keys_logged(daemon, {good, unknown, other_org});
 }
 
@@ -419,9 +406,9 @@ TEST_F(KosliApiTest, RotateByHandStoresANewKeyOnlyWhenKosliAcceptsIt) {
   // A key is never taken as an argument.
   EXPECT_EQ(cred(socket(), {"rotate", "--profile", "it-hand", new_key}).exit_code, 2);
 
-  const auto records = audit_records(daemon.audit_path());
-  EXPECT_EQ(count(records, "rotate", "refused"), 1u);
-  EXPECT_EQ(count(records, "rotate", "ok"), 2u);
+  const auto records = audit_records(daemon.audit_log());
+  EXPECT_EQ(count_records(records, "rotate", "refused"), 1u);
+  EXPECT_EQ(count_records(records, "rotate", "ok"), 2u);
   expect_no_keys_logged(daemon, {old_key, new_key, bogus, offline});
 }
 
@@ -448,7 +435,7 @@ TEST_F(KosliApiTest, RotateViaApiNeedsAServiceAccountKeyThatKosliAccepts) {
   EXPECT_EQ(cred(socket(), {"rotate", "--profile", "it-noid", "--via-api", "--grace-hours", "0"}).exit_code, 2);
 
   EXPECT_EQ(requests(standin, "POST", "/rotate").size(), 1u) << "only the revoked key's rotation reached Kosli";
-  EXPECT_EQ(count(audit_records(daemon.audit_path()), "rotate", "refused"), 3u);
+  EXPECT_EQ(count_records(audit_records(daemon.audit_log()), "rotate", "refused"), 3u);
 }
 
 TEST_F(KosliApiTest, RotateViaApiReadsTheApiKeyFieldToo) {
@@ -509,8 +496,8 @@ TEST_F(KosliKeyringTest, RotateViaApiEndToEndAndAfterARestart) {
     EXPECT_EQ(shown["last_verify_result"], "valid") << "the new key was checked before it was stored";
     EXPECT_EQ(requests(standin, "GET", "/api/v2/environments/acme").back()["key_id"], new_id);
 
-    const auto records = audit_records(daemon.audit_path());
-    ASSERT_EQ(count(records, "rotate", "ok"), 1u);
+    const auto records = audit_records(daemon.audit_log());
+    ASSERT_EQ(count_records(records, "rotate", "ok"), 1u);
     for (const auto& rec : records) {
       if (rec["event"] == "rotate") {
         EXPECT_NE(rec["detail"].get<std::string>().find(new_id), std::string::npos) << rec.dump();
@@ -632,7 +619,7 @@ TEST_F(KosliApiTest, ExpiringKeysWarnOnStderrAndExpiredKeysGetNoToken) {
 
   // The audit log records both.
   std::size_t warned = 0, refused = 0;
-  for (const auto& r : audit_records(daemon.audit_path())) {
+  for (const auto& r : audit_records(daemon.audit_log())) {
     if (r["event"] != "token") continue;
     const std::string detail = r.value("detail", "");
     warned += r["result"] == "issued" && r["profile"] == "it-soon" && detail.find("expires in 2 days") != std::string::npos;
@@ -710,7 +697,7 @@ TEST_F(KosliApiTest, ScheduledRotationRotatesDueKeysAndReportsFailuresInStatus) 
 
   // Audited as the daemon's own doing.
   bool audited = false;
-  for (const auto& r : audit_records(daemon.audit_path())) {
+  for (const auto& r : audit_records(daemon.audit_log())) {
     if (r["event"] == "rotate" && r["result"] == "ok" && r["profile"] == "it-sched") {
       audited = true;
       EXPECT_EQ(r["pid"], daemon.pid());

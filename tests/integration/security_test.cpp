@@ -19,19 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<json> audit_records(const std::string& path) {
-  std::vector<json> records;
-  std::istringstream lines(read_file(path));
-  for (std::string line; std::getline(lines, line);) records.push_back(json::parse(line));  // throws on a bad line
-  return records;
-}
-
-std::size_t count(const std::vector<json>& records, const std::string& event, const std::string& result) {
-  std::size_t n = 0;
-  for (const auto& r : records) n += r["event"] == event && r["result"] == result;
-  return n;
-}
-
 std::string real_path(const std::string& path) {
   char buf[PATH_MAX];
   return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
@@ -75,12 +62,12 @@ TEST_F(SecurityTest, AuditLogRecordsWhoTookWhichKeyAndNeverTheKey) {
   ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
   ASSERT_EQ(cred(socket(), {"erase", "--profile", "it-audit"}).exit_code, 0);
 
-  const auto records = audit_records(daemon.audit_path());
-  EXPECT_EQ(count(records, "store", "ok"), 1u);
-  EXPECT_EQ(count(records, "token", "issued"), 2u);
-  EXPECT_EQ(count(records, "token", "not_found"), 1u);
-  EXPECT_EQ(count(records, "lock", "ok"), 1u);
-  EXPECT_EQ(count(records, "erase", "ok"), 1u);
+  const auto records = audit_records(daemon.audit_log());
+  EXPECT_EQ(count_records(records, "store", "ok"), 1u);
+  EXPECT_EQ(count_records(records, "token", "issued"), 2u);
+  EXPECT_EQ(count_records(records, "token", "not_found"), 1u);
+  EXPECT_EQ(count_records(records, "lock", "ok"), 1u);
+  EXPECT_EQ(count_records(records, "erase", "ok"), 1u);
   for (const auto& r : records) {
     EXPECT_TRUE(r.contains("time") && r.contains("pid") && r.contains("uid")) << r.dump();
     EXPECT_EQ(r["uid"], ::geteuid());
@@ -89,7 +76,7 @@ TEST_F(SecurityTest, AuditLogRecordsWhoTookWhichKeyAndNeverTheKey) {
     EXPECT_EQ(r["requester"], real_path("/proc/self/exe")) << r.dump();
     EXPECT_EQ(r["requester_pid"], ::getpid());
   }
-  EXPECT_EQ(read_file(daemon.audit_path()).find(key), std::string::npos) << "the audit log holds the key";
+  EXPECT_EQ(daemon.audit_log().find(key), std::string::npos) << "the audit log holds the key";
   EXPECT_EQ(daemon.log().find(key), std::string::npos) << "the daemon's log holds the key";
 
   struct stat st {};
@@ -107,7 +94,7 @@ TEST_F(SecurityTest, DefaultAuditLogIsPrivateUnderXdgStateHome) {
   ASSERT_EQ(::stat((state + "/kosli-cred").c_str(), &dir), 0);
   EXPECT_EQ(file.st_mode & 0777, 0600u);
   EXPECT_EQ(dir.st_mode & 0777, 0700u);
-  EXPECT_EQ(count(audit_records(path), "store", "ok"), 1u);
+  EXPECT_EQ(count_records(audit_records(daemon.audit_log(path)), "store", "ok"), 1u);
 }
 
 TEST_F(SecurityTest, KeysLiveInLockedMemoryOfAProcessThatCannotDumpCore) {
@@ -157,8 +144,8 @@ TEST_F(SecurityTest, OnlyAllowedProgramsGetATokenForAGuardedProfile) {
   // A profile without a list is served to any program of the user.
   EXPECT_EQ(cred(socket(), {"token", "--profile", "it-open"}).exit_code, 0);
 
-  const auto records = audit_records(daemon.audit_path());
-  EXPECT_EQ(count(records, "token", "refused"), 2u);
+  const auto records = audit_records(daemon.audit_log());
+  EXPECT_EQ(count_records(records, "token", "refused"), 2u);
   bool curl_recorded = false;
   for (const auto& r : records) {
     if (r["event"] == "token" && r["result"] == "refused") {
@@ -167,7 +154,7 @@ TEST_F(SecurityTest, OnlyAllowedProgramsGetATokenForAGuardedProfile) {
     }
   }
   EXPECT_TRUE(curl_recorded);
-  EXPECT_EQ(read_file(daemon.audit_path()).find(key), std::string::npos);
+  EXPECT_EQ(daemon.audit_log().find(key), std::string::npos);
 }
 
 TEST_F(SecurityTest, AFailingAuditLogIsLoudButTokensAreStillServed) {

@@ -1,0 +1,91 @@
+#include "daemon/audit_log.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace kosli::daemon {
+namespace {
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char templ[] = "/tmp/kosli-audit-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(templ), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override {
+    std::remove(path().c_str());
+    ::rmdir(dir_.c_str());
+  }
+
+  std::string path() const { return dir_ + "/audit.log"; }
+  std::size_t lines() const {
+    std::ifstream in(path());
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) {
+      EXPECT_TRUE(nlohmann::json::parse(line).is_object()) << line;
+      ++n;
+    }
+    return n;
+  }
+
+  std::string dir_;
+  const Peer peer_{4321, 1000, 1000, "/usr/bin/kosli", "/usr/bin/kosli", 4321};
+};
+
+TEST_F(AuditLogTest, WritesEachRecordAtOnceUntilTheServerTakesWritesOver) {
+  AuditLog audit(path());
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  EXPECT_EQ(lines(), 1u);
+}
+
+TEST_F(AuditLogTest, DeferredRecordsGoOutTogetherOnFlushAndOneFlushIsAskedForPerBatch) {
+  AuditLog audit(path());
+  int scheduled = 0;
+  audit.defer_writes([&] { ++scheduled; });
+  for (int i = 0; i < 3; ++i) audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  EXPECT_EQ(scheduled, 1);
+  EXPECT_EQ(lines(), 0u);
+  audit.flush();
+  EXPECT_EQ(lines(), 3u);
+
+  audit.record(AuditRecord{"lock", {}, "ok", {}}, peer_);
+  EXPECT_EQ(scheduled, 2);  // a new batch
+  audit.write_through();    // as the daemon does when it stops serving
+  EXPECT_EQ(lines(), 4u);
+  audit.record(AuditRecord{"lock", {}, "ok", {}}, peer_);
+  EXPECT_EQ(lines(), 5u);
+  EXPECT_EQ(scheduled, 2);
+}
+
+TEST_F(AuditLogTest, ABurstLargerThanTheBufferIsWrittenWithoutWaitingForAFlush) {
+  AuditLog audit(path());
+  audit.defer_writes([] {});
+  const std::string detail(1000, 'd');
+  const std::size_t records = 2 * AuditLog::kMaxPendingBytes / detail.size();
+  for (std::size_t i = 0; i < records; ++i) audit.record(AuditRecord{"token", "ci", "issued", detail}, peer_);
+  const std::size_t written = lines();
+  EXPECT_GT(written, 0u);
+  EXPECT_LT(written, records);
+  audit.flush();
+  EXPECT_EQ(lines(), records);  // nothing dropped
+}
+
+TEST_F(AuditLogTest, RecordsWaitingWhenTheLogIsDestroyedAreWritten) {
+  {
+    AuditLog audit(path());
+    audit.defer_writes([] {});
+    audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  }
+  EXPECT_EQ(lines(), 1u);
+}
+
+}  // namespace
+}  // namespace kosli::daemon
