@@ -303,10 +303,27 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
   return false;
 }
 
+// The TLS client context for Kosli: TLS 1.2 or later, the system's trusted
+// certificates (SSL_CERT_FILE and SSL_CERT_DIR are honoured) and `ca_file`'s.
+// A ca_file that cannot be read gives the reason instead.
+std::variant<ssl::context, std::string> make_tls_context(const std::optional<std::string>& ca_file) {
+  ssl::context context(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+  beast::error_code ec;
+  context.set_default_verify_paths(ec);
+  if (ec) spdlog::warn("kosli: the system's trusted certificates could not be loaded: {}", ec.message());
+  if (ca_file) {
+    context.load_verify_file(*ca_file, ec);
+    if (ec) return "ca_file " + *ca_file + ": cannot be read as PEM certificates (" + ec.message() + ")";
+  }
+  context.set_verify_mode(ssl::verify_peer);
+  return context;
+}
+
 class KosliApi::Impl {
  public:
-  Impl(KosliApiOptions options, ssl::context context, std::variant<std::monostate, ProxySetting, std::string> proxy,
-       std::string no_proxy)
+  Impl(KosliApiOptions options, std::optional<ssl::context> context,
+       std::variant<std::monostate, ProxySetting, std::string> proxy, std::string no_proxy)
       : options_(std::move(options)),
         ssl_(std::move(context)),
         proxy_(std::move(proxy)),
@@ -519,7 +536,7 @@ class KosliApi::Impl {
 
     if (!url.tls) co_return co_await exchange(stream, call, deadline, failure);
 
-    ssl::stream<beast::tcp_stream> tls(std::move(stream), ssl_);
+    ssl::stream<beast::tcp_stream> tls(std::move(stream), tls_context());
     SSL* handle = tls.native_handle();
     beast::error_code not_ip;
     asio::ip::make_address(url.hostname, not_ip);
@@ -611,8 +628,19 @@ class KosliApi::Impl {
     co_return Attempt{std::move(answer), false};
   }
 
+  // Made on the first call (on the API's thread): a daemon that never talks to
+  // Kosli never initialises OpenSSL, which is most of its resident memory.
+  ssl::context& tls_context() {
+    if (!ssl_) {
+      // Only a ca_file can make this fail, and with one the context was made at start.
+      auto made = make_tls_context(std::nullopt);
+      ssl_.emplace(std::move(std::get<ssl::context>(made)));
+    }
+    return *ssl_;
+  }
+
   KosliApiOptions options_;
-  ssl::context ssl_;
+  std::optional<ssl::context> ssl_;
   const std::variant<std::monostate, ProxySetting, std::string> proxy_;  // none, a proxy, or why HTTPS_PROXY is unusable
   const std::string no_proxy_;
   asio::io_context ioc_;
@@ -624,16 +652,14 @@ class KosliApi::Impl {
 };
 
 std::variant<std::unique_ptr<KosliApi>, std::string> KosliApi::open(KosliApiOptions options) {
-  ssl::context context(ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
-  beast::error_code ec;
-  context.set_default_verify_paths(ec);  // honours SSL_CERT_FILE and SSL_CERT_DIR
-  if (ec) spdlog::warn("kosli: the system's trusted certificates could not be loaded: {}", ec.message());
+  // A ca_file is read now, so a bad one stops the daemon at start; without
+  // one, the context is made on the first call to Kosli.
+  std::optional<ssl::context> context;
   if (options.ca_file) {
-    context.load_verify_file(*options.ca_file, ec);
-    if (ec) return "ca_file " + *options.ca_file + ": cannot be read as PEM certificates (" + ec.message() + ")";
+    auto made = make_tls_context(options.ca_file);
+    if (auto* error = std::get_if<std::string>(&made)) return *error;
+    context.emplace(std::move(std::get<ssl::context>(made)));
   }
-  context.set_verify_mode(ssl::verify_peer);
 
   std::variant<std::monostate, ProxySetting, std::string> proxy;
   const auto env = [](const char* upper, const char* lower_name) -> std::string {
