@@ -30,6 +30,30 @@ void add_profile_option(CLI::App* cmd, std::string& profile) {
       ->check([](const std::string& name) { return profile_name_problem(name).value_or(""); });
 }
 
+// The commands, in the order --help lists them.
+constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",   "list", "show",
+                                          "erase", "verify", "rotate", "status", "lock", "git-credential"};
+
+// The command `args` run, or "" when they name none (--help, --version, a typo).
+// Only that command's options are set up: CLI11 builds every option of every
+// command it is given, which would be most of what a short command costs.
+std::string_view command_named(const std::vector<char*>& args) {
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string_view arg = args[i];
+    if (arg == "--socket") {
+      ++i;  // and its value
+      continue;
+    }
+    if (arg.starts_with("--socket=")) continue;
+    if (arg.starts_with("-")) return {};
+    for (const auto command : kCommands) {
+      if (arg == command) return command;
+    }
+    return {};
+  }
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,8 +66,13 @@ int main(int argc, char** argv) {
   std::string git_command = "git-credential";
   const std::string_view program = argv[0];
   if (program.substr(program.rfind('/') + 1) == kGitHelperName) args.insert(args.begin() + 1, git_command.data());
+  const std::string_view only = command_named(args);
   argc = static_cast<int>(args.size());
   argv = args.data();
+  // A subcommand for `name`, or nullptr when another command runs.
+  auto subcommand = [&](CLI::App& parent, std::string_view name, const std::string& description) -> CLI::App* {
+    return only.empty() || only == name ? parent.add_subcommand(std::string(name), description) : nullptr;
+  };
 
   CLI::App app{"kosli-cred: get Kosli API tokens from kosli-credd, which keeps the keys in your "
                "OS keyring.\nA key is never accepted as an argument: store reads it from stdin "
@@ -58,74 +87,89 @@ int main(int argc, char** argv) {
                                      "$XDG_RUNTIME_DIR/kosli-cred/sock)");
 
   StoreArgs store;
-  auto* store_cmd = app.add_subcommand("store", "Store or replace a key (read from stdin, or a hidden prompt)");
-  add_profile_option(store_cmd, store.profile);
-  store_cmd->add_option("--org", store.org, "Kosli organisation")->required();
-  auto* region = store_cmd->add_option("--region", store.region, "eu (app.kosli.com, default) or us (app.us.kosli.com)")
-                     ->check(CLI::IsMember({"eu", "us"}));
-  store_cmd->add_option("--host", store.host, "Custom Kosli base URL (https://…)")->excludes(region);
-  store_cmd->add_option("--kind", store.kind, "Key kind")
-      ->check(CLI::IsMember({"service-account", "personal"}))
-      ->capture_default_str();
-  store_cmd->add_option("--expires-at", store.expires_at, "When the key expires (RFC 3339)");
-  store_cmd->add_option("--description", store.description, "A note kept beside the key");
-  auto* sa = store_cmd->add_option("--service-account", store.service_account, "Service account name (for rotation)");
-  store_cmd->add_option("--key-id", store.key_id, "The key's id in Kosli (for rotation)")->needs(sa);
+  CLI::App* store_cmd = subcommand(app, "store", "Store or replace a key (read from stdin, or a hidden prompt)");
+  if (store_cmd) {
+    add_profile_option(store_cmd, store.profile);
+    store_cmd->add_option("--org", store.org, "Kosli organisation")->required();
+    auto* region = store_cmd->add_option("--region", store.region, "eu (app.kosli.com, default) or us (app.us.kosli.com)")
+                       ->check(CLI::IsMember({"eu", "us"}));
+    store_cmd->add_option("--host", store.host, "Custom Kosli base URL (https://…)")->excludes(region);
+    store_cmd->add_option("--kind", store.kind, "Key kind")
+        ->check(CLI::IsMember({"service-account", "personal"}))
+        ->capture_default_str();
+    store_cmd->add_option("--expires-at", store.expires_at, "When the key expires (RFC 3339)");
+    store_cmd->add_option("--description", store.description, "A note kept beside the key");
+    auto* sa = store_cmd->add_option("--service-account", store.service_account, "Service account name (for rotation)");
+    store_cmd->add_option("--key-id", store.key_id, "The key's id in Kosli (for rotation)")->needs(sa);
+  }
 
   std::string profile;
   bool json = false;
-  auto* token_cmd = app.add_subcommand("token", "Print the token on stdout");
-  add_profile_option(token_cmd, profile);
-  token_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+  CLI::App* token_cmd = subcommand(app, "token", "Print the token on stdout");
+  if (token_cmd) {
+    add_profile_option(token_cmd, profile);
+    token_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+  }
 
-  auto* header_cmd = app.add_subcommand("header", "Print 'Authorization: Bearer <token>' (for curl -H @-)");
-  add_profile_option(header_cmd, profile);
+  CLI::App* header_cmd = subcommand(app, "header", "Print 'Authorization: Bearer <token>' (for curl -H @-)");
+  if (header_cmd) add_profile_option(header_cmd, profile);
 
-  auto* exec_cmd = app.add_subcommand(
-      "exec", "Run a command with KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST, KOSLI_API_URL, KOSLI_BASE_URL set:\n  kosli-cred exec [--profile P] -- CMD [ARG...]");
-  add_profile_option(exec_cmd, profile);
   std::vector<std::string> command;
-  exec_cmd->add_option("command", command, "The command and its arguments, after --")->required();
+  CLI::App* exec_cmd = subcommand(
+      app, "exec",
+      "Run a command with KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST, KOSLI_API_URL, KOSLI_BASE_URL set:\n"
+      "  kosli-cred exec [--profile P] -- CMD [ARG...]");
+  if (exec_cmd) {
+    add_profile_option(exec_cmd, profile);
+    exec_cmd->add_option("command", command, "The command and its arguments, after --")->required();
+  }
 
-  auto* list_cmd = app.add_subcommand("list", "List profiles (never keys)");
-  list_cmd->add_flag("--json", json, "Print JSON");
+  CLI::App* list_cmd = subcommand(app, "list", "List profiles (never keys)");
+  if (list_cmd) list_cmd->add_flag("--json", json, "Print JSON");
 
-  auto* show_cmd = app.add_subcommand("show", "Show one profile (never its key)");
-  add_profile_option(show_cmd, profile);
-  show_cmd->add_flag("--json", json, "Print JSON");
+  CLI::App* show_cmd = subcommand(app, "show", "Show one profile (never its key)");
+  if (show_cmd) {
+    add_profile_option(show_cmd, profile);
+    show_cmd->add_flag("--json", json, "Print JSON");
+  }
 
-  auto* erase_cmd = app.add_subcommand("erase", "Erase a profile's key and metadata");
-  add_profile_option(erase_cmd, profile);
+  CLI::App* erase_cmd = subcommand(app, "erase", "Erase a profile's key and metadata");
+  if (erase_cmd) add_profile_option(erase_cmd, profile);
 
-  auto* verify_cmd = app.add_subcommand("verify", "Ask Kosli whether the profile's key works (exit 7: rejected)");
-  add_profile_option(verify_cmd, profile);
-  verify_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+  CLI::App* verify_cmd = subcommand(app, "verify", "Ask Kosli whether the profile's key works (exit 7: rejected)");
+  if (verify_cmd) {
+    add_profile_option(verify_cmd, profile);
+    verify_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+  }
 
   RotateArgs rotate;
-  auto* rotate_cmd = app.add_subcommand(
-      "rotate", "Replace the profile's key: a new key from stdin (checked with Kosli first), or --via-api:\n"
-                "  kosli-cred rotate [--profile P] [--no-verify] [--key-id ID] [--expires-at T] < new-key\n"
-                "  kosli-cred rotate [--profile P] --via-api [--grace-hours H] [--expires-at T]");
-  add_profile_option(rotate_cmd, rotate.profile);
-  auto* via_api = rotate_cmd->add_flag("--via-api", rotate.via_api,
-                                       "Ask Kosli to rotate the service-account key (the old one works for the grace period)");
-  rotate_cmd->add_option("--grace-hours", rotate.grace_hours, "How long the old key keeps working (1-720, default 24)")
-      ->needs(via_api);
-  rotate_cmd->add_option("--expires-at", rotate.expires_at, "When the new key expires (RFC 3339)");
-  rotate_cmd->add_flag("--no-verify", rotate.no_verify, "Store the new key without asking Kosli (offline)")
-      ->excludes(via_api);
-  rotate_cmd->add_option("--key-id", rotate.key_id, "The new key's id in Kosli (keeps --via-api working later)")
-      ->excludes(via_api);
+  CLI::App* rotate_cmd = subcommand(
+      app, "rotate",
+      "Replace the profile's key: a new key from stdin (checked with Kosli first), or --via-api:\n"
+      "  kosli-cred rotate [--profile P] [--no-verify] [--key-id ID] [--expires-at T] < new-key\n"
+      "  kosli-cred rotate [--profile P] --via-api [--grace-hours H] [--expires-at T]");
+  if (rotate_cmd) {
+    add_profile_option(rotate_cmd, rotate.profile);
+    auto* via_api = rotate_cmd->add_flag(
+        "--via-api", rotate.via_api, "Ask Kosli to rotate the service-account key (the old one works for the grace period)");
+    rotate_cmd->add_option("--grace-hours", rotate.grace_hours, "How long the old key keeps working (1-720, default 24)")
+        ->needs(via_api);
+    rotate_cmd->add_option("--expires-at", rotate.expires_at, "When the new key expires (RFC 3339)");
+    rotate_cmd->add_flag("--no-verify", rotate.no_verify, "Store the new key without asking Kosli (offline)")
+        ->excludes(via_api);
+    rotate_cmd->add_option("--key-id", rotate.key_id, "The new key's id in Kosli (keeps --via-api working later)")
+        ->excludes(via_api);
+  }
 
-  auto* status_cmd = app.add_subcommand("status", "Show the daemon's state");
-  status_cmd->add_flag("--json", json, "Print JSON");
+  CLI::App* status_cmd = subcommand(app, "status", "Show the daemon's state");
+  if (status_cmd) status_cmd->add_flag("--json", json, "Print JSON");
 
-  auto* lock_cmd = app.add_subcommand("lock", "Make the daemon forget every cached key");
+  CLI::App* lock_cmd = subcommand(app, "lock", "Make the daemon forget every cached key");
 
   std::string git_operation;
-  auto* git_cmd = app.add_subcommand(
-      "git-credential", "git's credential-helper protocol (also installed as git-credential-kosli)");
-  git_cmd->add_option("operation", git_operation, "get, store or erase (others are ignored)")->required();
+  CLI::App* git_cmd =
+      subcommand(app, "git-credential", "git's credential-helper protocol (also installed as git-credential-kosli)");
+  if (git_cmd) git_cmd->add_option("operation", git_operation, "get, store or erase (others are ignored)")->required();
 
   try {
     app.parse(argc, argv);
@@ -135,18 +179,19 @@ int main(int argc, char** argv) {
 
   DaemonClient daemon(resolve_socket_path(socket));
   try {
-    if (store_cmd->parsed()) return cmd_store(daemon, store);
-    if (token_cmd->parsed()) return cmd_token(daemon, profile, json);
-    if (header_cmd->parsed()) return cmd_header(daemon, profile);
-    if (exec_cmd->parsed()) return cmd_exec(daemon, profile, command);
-    if (list_cmd->parsed()) return cmd_list(daemon, json);
-    if (show_cmd->parsed()) return cmd_show(daemon, profile, json);
-    if (erase_cmd->parsed()) return cmd_erase(daemon, profile);
-    if (verify_cmd->parsed()) return cmd_verify(daemon, profile, json);
-    if (rotate_cmd->parsed()) return cmd_rotate(daemon, rotate);
-    if (status_cmd->parsed()) return cmd_status(daemon, json);
-    if (lock_cmd->parsed()) return cmd_lock(daemon);
-    if (git_cmd->parsed()) return run_git_credential(daemon, git_operation);
+    auto ran = [](const CLI::App* cmd) { return cmd != nullptr && cmd->parsed(); };
+    if (ran(store_cmd)) return cmd_store(daemon, store);
+    if (ran(token_cmd)) return cmd_token(daemon, profile, json);
+    if (ran(header_cmd)) return cmd_header(daemon, profile);
+    if (ran(exec_cmd)) return cmd_exec(daemon, profile, command);
+    if (ran(list_cmd)) return cmd_list(daemon, json);
+    if (ran(show_cmd)) return cmd_show(daemon, profile, json);
+    if (ran(erase_cmd)) return cmd_erase(daemon, profile);
+    if (ran(verify_cmd)) return cmd_verify(daemon, profile, json);
+    if (ran(rotate_cmd)) return cmd_rotate(daemon, rotate);
+    if (ran(status_cmd)) return cmd_status(daemon, json);
+    if (ran(lock_cmd)) return cmd_lock(daemon);
+    if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
   } catch (const CliError& e) {
     std::fprintf(stderr, "kosli-cred: %s\n", e.what());
     return e.exit_code;
