@@ -95,7 +95,7 @@ void AuditLog::record(const AuditRecord& r, const Peer& peer) {
   if (!r.detail.empty()) j["detail"] = r.detail;
   std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   line += '\n';
-  bool first = false;
+  std::function<void()> schedule;  // called outside the lock, as a copy: write_through may clear it
   {
     std::lock_guard lock(mutex_);
     if (!schedule_flush_ || pending_.size() + line.size() > kMaxPendingBytes) {
@@ -106,10 +106,10 @@ void AuditLog::record(const AuditRecord& r, const Peer& peer) {
         return;
       }
     }
-    first = pending_.empty();
+    if (pending_.empty()) schedule = schedule_flush_;
     pending_ += line;
   }
-  if (first) schedule_flush_();
+  if (schedule) schedule();
 }
 
 void AuditLog::defer_writes(std::function<void()> schedule_flush) {
@@ -131,9 +131,10 @@ void AuditLog::flush() {
   pending_.clear();
 }
 
-// `lines`: one or more whole lines. To a file (or stderr) in one write(2) with
-// O_APPEND, so a record is never interleaved with another; to the journal, a
-// datagram each.
+// `lines`: one or more whole lines. To a file with O_APPEND in one write(2), so
+// no other writer's lines land inside them (to stderr on a pipe that holds only
+// up to PIPE_BUF bytes); a short write is continued. To the journal, a datagram
+// each.
 bool AuditLog::write_lines(const std::string& lines) {
   if (target_ == "journal") {
     bool sent = true;
@@ -146,11 +147,13 @@ bool AuditLog::write_lines(const std::string& lines) {
   }
   const int fd = target_ == "-" ? STDERR_FILENO : fd_;
   if (fd < 0) return false;
-  ssize_t n;
-  do {
-    n = ::write(fd, lines.data(), lines.size());
-  } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(lines.size());
+  for (std::size_t done = 0; done < lines.size();) {
+    const ssize_t n = ::write(fd, lines.data() + done, lines.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 void AuditLog::report_failure(const std::string& why) {

@@ -3,10 +3,11 @@
 // A failed write is logged loudly and does not stop token service.
 //
 // Writes are synchronous until the server takes them over (defer_writes): then
-// a record is formatted at once and the lines of one turn of the event loop go
-// out together in one write, right after the requests that made them were
-// answered. Nothing is dropped; a record is on disk before any later request
-// is answered, and only SIGKILL in that window of microseconds can lose it.
+// a record is formatted at once and waits, with the others of the same turn of
+// the event loop, for one write at the end of that turn. The router flushes
+// before it hands out a token, so a token never leaves the daemon before its
+// record is written. Nothing is dropped; what waits is lost only if the daemon
+// is killed in those microseconds, and never the record of a token.
 #pragma once
 
 #include <chrono>

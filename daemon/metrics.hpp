@@ -27,7 +27,8 @@ class Metrics {
       0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0};
 
   // One answered request: `route` is nullopt when none matched (404, 405, a bad
-  // name); `took` runs from the parsed request to its answer.
+  // name) or the request was refused before routing (408, 413, 431, a connection
+  // refused with 403 or 429); `took` runs from the parsed request to its answer.
   void request_answered(std::optional<Route> route, int status, std::chrono::nanoseconds took);
   void cache_hit() { cache_hits_.fetch_add(1, std::memory_order_relaxed); }
   void cache_miss() { cache_misses_.fetch_add(1, std::memory_order_relaxed); }
@@ -44,7 +45,8 @@ class Metrics {
   // Statuses the daemon answers with; anything else is counted as "other".
   static constexpr std::array<int, 24> kStatuses{200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413,
                                                  414, 415, 422, 429, 431, 500, 501, 502, 503, 504, 507, 0};
-  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::metrics) + 2;  // + "unmatched"
+  // Every route, then "unmatched" (Route::metrics is the last of the enum).
+  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::metrics) + 2;
 
   using Counter = std::atomic<std::uint64_t>;
 

@@ -136,11 +136,14 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
       const auto due = self->deadline_.load(std::memory_order_relaxed);
       if (due == 0 || due > Clock::now().time_since_epoch().count()) return;  // it moved on meanwhile
-      self->deadline_ = 0;
-      if (self->phase_ == Phase::reading) {
+      if (self->phase_ == Phase::reading && !self->timed_out_) {
+        // The read is cancelled and answered 408. Should the cancel find no
+        // operation to stop (its completion already queued), the next sweep closes.
         self->timed_out_ = true;
+        self->deadline_ = Clock::now().time_since_epoch().count() + Clock::duration(kSweepInterval).count();
         self->socket_.cancel();
       } else {
+        self->deadline_ = 0;
         self->do_close();
       }
     });
@@ -186,7 +189,10 @@ class Session : public std::enable_shared_from_this<Session> {
     enter(Phase::reading, limits::kRequestReadDeadline);
     beast::error_code ec;
     buffer_.consume(parser_->put(buffer_.data(), ec));
-    if (ec != http::error::need_more) return on_read(ec, 0);
+    // An eager parser stops without an error once what is buffered is used up
+    // and the body is not whole yet; need_more means the header is not.
+    const bool whole_or_broken = ec ? ec != http::error::need_more : parser_->is_done();
+    if (whole_or_broken) return on_read(ec, 0);
     timed_out_ = false;
     http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
@@ -198,6 +204,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (std::holds_alternative<CloseConnection>(outcome)) return do_close();
     if (auto* refused = std::get_if<RefusedRequest>(&outcome)) {
       // Answer what can be answered, then close; nothing more is read.
+      state_.router.metrics().request_answered(std::nullopt, refused->response.status, {});
       keep_alive_ = false;
       buffer_.consume(buffer_.size());
       wipe_consumed_input();
@@ -413,7 +420,8 @@ class Server::Impl {
     return false;
   }
 
-  static void refuse(local::socket socket, ErrorCode code, const std::string& message) {
+  void refuse(local::socket socket, ErrorCode code, const std::string& message) {
+    state_.router.metrics().request_answered(std::nullopt, http_status(code), {});
     beast::error_code ignored;
     asio::write(socket, asio::buffer(canned_response(code, message)), ignored);
     socket.shutdown(local::socket::shutdown_both, ignored);

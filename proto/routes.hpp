@@ -19,7 +19,7 @@ enum class Route {
   rotate,
   reject,
   lock,
-  metrics,
+  metrics,  // the last: daemon/metrics.hpp counts routes up to it
 };
 
 struct RouteSpec {

@@ -180,10 +180,13 @@ void BM_SerializeToken(benchmark::State& state) {
 BENCHMARK(BM_SerializeToken);
 
 // The cache-miss target: one key read from the Secret Service over D-Bus, as
-// the store worker does it. Needs a session bus and an unlocked keyring
-// (scripts/bench runs inside scripts/with-keyring); skipped without one.
+// the store worker does it. It stores an item, so it runs only inside
+// scripts/with-keyring's throw-away keyring, never against the user's own.
 void BM_CacheMissSecretService(benchmark::State& state) {
-  if (!session_bus_configured()) return state.SkipWithError("no D-Bus session bus (run under scripts/with-keyring)");
+  const char* sandbox = std::getenv("KOSLI_TEST_SANDBOX");
+  if (sandbox == nullptr || std::string_view(sandbox) != "1" || !session_bus_configured()) {
+    return state.SkipWithError("needs a throw-away keyring: run it under scripts/with-keyring");
+  }
   SecretServiceStore store;
   auto deadline = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(5); };
   if (auto problem = store.probe(deadline())) return state.SkipWithError(problem->message.c_str());

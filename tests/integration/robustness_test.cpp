@@ -66,6 +66,45 @@ class RobustnessTest : public ::testing::Test {
   std::optional<Daemon> daemon_;
 };
 
+// --- Framing ------------------------------------------------------------------
+
+// A request need not arrive in one piece: a body larger than the daemon's first
+// read, a header and body written apart, a body trickling in. Each is stored
+// whole, and the bytes that follow on the same connection are the next request.
+TEST_F(RobustnessTest, ARequestArrivingInPiecesIsReadWhole) {
+  const std::string long_key = "kosli_" + std::string(3000, 'k');  // a legal key, past the first 1 KiB read
+  const std::string big = http_request("PUT", "/v1/profiles/it-pieces-big", valid_put_body(long_key));
+  ASSERT_GT(big.size(), 2048u);
+  const auto stored = exchange(socket(), big);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->status, 201) << stored->body;
+  const auto token = cred(socket(), {"token", "--profile", "it-pieces-big"});
+  EXPECT_EQ(token.out, long_key + "\n");
+
+  // Header, then the body in two writes, then a second request on the same
+  // connection: the body must not be cut at the first write, nor the second
+  // request taken for part of it.
+  const std::string body = valid_put_body("kosli_split_" + unique_key());
+  std::string head = http_request("PUT", "/v1/profiles/it-pieces-split", body);
+  head.resize(head.size() - body.size());
+  head.replace(head.find("Connection: close\r\n"), 19, "");
+  RawConnection c(socket());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send(head));
+  EXPECT_FALSE(c.response(milliseconds(200)).has_value()) << "answered before the body arrived";
+  ASSERT_TRUE(c.send(body.substr(0, body.size() / 2)));
+  EXPECT_FALSE(c.response(milliseconds(200)).has_value()) << "answered with half the body";
+  ASSERT_TRUE(c.send(body.substr(body.size() / 2) + "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  const auto split = c.response(seconds(5));
+  ASSERT_TRUE(split.has_value());
+  EXPECT_EQ(split->status, 201) << split->body;
+  const auto next = c.response(seconds(5));
+  ASSERT_TRUE(next.has_value()) << "the request after the body got no answer";
+  EXPECT_EQ(next->status, 200) << next->body;
+  EXPECT_EQ(json::parse(next->body)["status"], "ok");
+  expect_still_serving();
+}
+
 // --- Limits -----------------------------------------------------------------
 
 TEST_F(RobustnessTest, EachLimitAnswersWithItsStatusAndTheDaemonKeepsServing) {
