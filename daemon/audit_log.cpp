@@ -98,16 +98,10 @@ void AuditLog::record(const AuditRecord& r, const Peer& peer) {
   std::function<void()> schedule;  // called outside the lock, as a copy: write_through may clear it
   {
     std::lock_guard lock(mutex_);
-    if (!schedule_flush_ || pending_.size() + line.size() > kMaxPendingBytes) {
-      if (!pending_.empty() && !write_lines(pending_)) report_failure(std::strerror(errno));
-      pending_.clear();
-      if (!schedule_flush_) {
-        if (!write_lines(line)) report_failure(std::strerror(errno));
-        return;
-      }
-    }
+    if (pending_.size() + line.size() > kMaxPendingBytes) write_pending();
     if (pending_.empty()) schedule = schedule_flush_;
     pending_ += line;
+    if (!schedule_flush_) write_pending();  // until the server takes writes over
   }
   if (schedule) schedule();
 }
@@ -120,12 +114,15 @@ void AuditLog::defer_writes(std::function<void()> schedule_flush) {
 void AuditLog::write_through() {
   std::lock_guard lock(mutex_);
   schedule_flush_ = nullptr;
-  if (!pending_.empty() && !write_lines(pending_)) report_failure(std::strerror(errno));
-  pending_.clear();
+  write_pending();
 }
 
 void AuditLog::flush() {
   std::lock_guard lock(mutex_);
+  write_pending();
+}
+
+void AuditLog::write_pending() {
   if (pending_.empty()) return;
   if (!write_lines(pending_)) report_failure(std::strerror(errno));
   pending_.clear();

@@ -56,6 +56,7 @@ class AuditLog {
   static constexpr std::size_t kMaxPendingBytes = 64 * 1024;
 
  private:
+  void write_pending();  // with mutex_ held
   bool write_lines(const std::string& lines);
   void report_failure(const std::string& why);
 
