@@ -16,6 +16,7 @@
 #include "client/cli_error.hpp"
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
+#include "client/token_io.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
@@ -74,16 +75,6 @@ void warn_if_expiring(const std::string& profile, const TokenInfo& info) {
                profile.c_str());
 }
 
-// Writes all of `data` to stdout with write(2): no stdio buffer keeps a copy.
-void write_stdout(std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(STDOUT_FILENO, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw CliError(exit_code::error, "cannot write to standard output");
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
 // Which profile git's credential protocol answers with, for each host and org.
 void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
   std::vector<std::string> hosts;
@@ -110,13 +101,11 @@ void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
   }
 }
 
-TokenResponse fetch_token(DaemonClient& daemon, const std::string& profile, std::string* raw = nullptr) {
-  auto result = daemon.request("GET", route_target(Route::token, profile));
-  if (raw != nullptr) raw->assign(result.body);
-  auto parsed = parse_token(result.body);
-  if (auto* e = std::get_if<CodecError>(&parsed)) throw CliError(exit_code::error, e->message);
-  warn_if_expiring(profile, std::get<TokenResponse>(parsed).info);
-  return std::move(std::get<TokenResponse>(parsed));
+// The profile's token, warning on stderr when its key expires soon.
+TokenResponse fetch_token_and_warn(DaemonClient& daemon, const std::string& profile, std::string* raw = nullptr) {
+  auto token = fetch_token(daemon, profile, raw);
+  warn_if_expiring(profile, token.info);
+  return token;
 }
 
 }  // namespace
@@ -155,7 +144,7 @@ int cmd_store(DaemonClient& daemon, const StoreArgs& args) {
 
 int cmd_token(DaemonClient& daemon, const std::string& profile, bool as_json) {
   std::string raw;
-  auto token = fetch_token(daemon, profile, as_json ? &raw : nullptr);
+  auto token = fetch_token_and_warn(daemon, profile, as_json ? &raw : nullptr);
   if (as_json) {
     raw.push_back('\n');
     write_stdout(raw);
@@ -171,7 +160,7 @@ int cmd_token(DaemonClient& daemon, const std::string& profile, bool as_json) {
 }
 
 int cmd_header(DaemonClient& daemon, const std::string& profile) {
-  auto token = fetch_token(daemon, profile);
+  auto token = fetch_token_and_warn(daemon, profile);
   static constexpr std::string_view kPrefix = "Authorization: Bearer ";
   std::string line;
   line.reserve(kPrefix.size() + token.token.size() + 1);
@@ -184,7 +173,7 @@ int cmd_header(DaemonClient& daemon, const std::string& profile) {
 int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::string> command) {
   if (!command.empty() && command.front() == "--") command.erase(command.begin());
   if (command.empty()) throw CliError(exit_code::usage, "exec needs a command: kosli-cred exec -- CMD [ARG...]");
-  auto token = fetch_token(daemon, profile);
+  auto token = fetch_token_and_warn(daemon, profile);
   // The environment of the one command this runs: every name Kosli's tools read.
   const std::string token_text(token.token.reveal());
   ::setenv("KOSLI_API_TOKEN", token_text.c_str(), 1);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/cli_error.hpp"
+#include "client/token_io.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
@@ -103,13 +104,6 @@ std::optional<ProfileMeta> choose(const std::vector<ProfileMeta>& profiles, cons
   return profile_for_git(profiles, c.protocol, c.host, c.username);
 }
 
-TokenResponse fetch_token(DaemonClient& daemon, const std::string& profile) {
-  auto result = daemon.request("GET", route_target(Route::token, profile));
-  auto parsed = parse_token(result.body);
-  if (auto* e = std::get_if<CodecError>(&parsed)) throw CliError(exit_code::error, e->message);
-  return std::move(std::get<TokenResponse>(parsed));
-}
-
 // A profile name for a new org on a host: "<org>-eu", "<org>-us" or "<org>-<host>".
 std::string new_profile_name(const std::string& org, const std::string& host) {
   std::string region = host == host_authority(kEuHost) ? "eu" : host == host_authority(kUsHost) ? "us" : host;
@@ -121,15 +115,6 @@ std::string new_profile_name(const std::string& org, const std::string& host) {
   return name;
 }
 
-void write_all(std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(STDOUT_FILENO, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw CliError(exit_code::error, "cannot write the answer to git");
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
 int get(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;  // not ours: git asks the next helper
   const auto profile = choose(list_profiles(daemon), c);
@@ -139,7 +124,7 @@ int get(DaemonClient& daemon, const GitCredential& c) {
   answer.reserve(64 + token.info.org.size() + token.token.size());
   answer.append("username=").append(token.info.org).append("\npassword=").append(token.token.reveal()).append("\n");
   if (token.info.expires_at != 0) answer.append("password_expiry_utc=" + std::to_string(token.info.expires_at) + "\n");
-  write_all(answer);
+  write_stdout(answer);
   wipe(answer);
   return exit_code::ok;
 }
