@@ -1,6 +1,7 @@
 #include "daemon/store/secret_service_store.hpp"
 
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
 #include <charconv>
@@ -27,6 +28,9 @@ constexpr const char* kAttrExpiresAt = "expires_at";
 constexpr const char* kAttrServiceAccount = "service_account";
 constexpr const char* kAttrKeyId = "key_id";
 constexpr const char* kAttrCreatedAt = "created_at";
+// When the item was written, in nanoseconds: which of two items for one profile
+// (a replace cut short) is the newer, when both were created in the same second.
+constexpr const char* kAttrStoredAt = "stored_at_ns";
 constexpr const char* kAttrDescription = "description";
 constexpr const char* kAttrFingerprint = "fingerprint";
 // Kosli's last definite answer about the key (absent on items from older versions).
@@ -46,6 +50,7 @@ const SecretSchema* schema() {
           {kAttrServiceAccount, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrKeyId, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrCreatedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrStoredAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrDescription, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrFingerprint, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrLastVerifiedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
@@ -311,16 +316,18 @@ class SecretServiceStore::Impl {
     }
   }
 
-  // The newest item (highest created_at) among the list; nullptr for none.
+  // The newest item (highest created_at, then stored_at_ns) among the list;
+  // nullptr for none.
   static SecretItem* newest(const ItemList& list) {
     SecretItem* best = nullptr;
-    std::int64_t best_created = -1;
+    std::pair<std::int64_t, std::int64_t> best_at{-1, -1};
     for (GList* l = list.items; l != nullptr; l = l->next) {
       auto* item = static_cast<SecretItem*>(l->data);
-      const auto created = attr_int(item_attributes(item), kAttrCreatedAt);
-      if (created > best_created) {
+      const auto attributes = item_attributes(item);
+      const std::pair at{attr_int(attributes, kAttrCreatedAt), attr_int(attributes, kAttrStoredAt)};
+      if (at > best_at) {
         best = item;
-        best_created = created;
+        best_at = at;
       }
     }
     return best;
@@ -418,7 +425,10 @@ StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret&
 
   // Store the new item first and drop the old ones only after: an interruption
   // leaves the old key, the new key, or both, never neither.
-  const Attributes attrs = to_attributes(meta);
+  Attributes attrs = to_attributes(meta);
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  attrs[kAttrStoredAt] = std::to_string(std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
   const auto table = to_hash_table(attrs);
   const std::string label = "Kosli API key '" + meta.name + "' (" + meta.org + ")";
   SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
