@@ -48,12 +48,6 @@ Response no_such_profile(const std::string& name) {
                                                   "'; store one with: kosli-cred store --profile " + name + " --org ORG");
 }
 
-bool is_json(std::string_view content_type) {
-  auto type = content_type.substr(0, content_type.find(';'));
-  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
-}
-
 Peer daemon_peer() {
   Peer peer;
   peer.pid = ::getpid();
@@ -278,7 +272,7 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
 // ---- rotate ------------------------------------------------------------------
 
 void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer& peer, Reply reply) {
-  if (!is_json(request.content_type)) {
+  if (!request.is_json()) {
     wipe(request.body);
     return reply(error_response(ErrorCode::unsupported_media_type,
                                 "send the rotation as JSON with Content-Type: application/json"));

@@ -1,5 +1,7 @@
 #include "daemon/router.hpp"
 
+#include <strings.h>
+
 #include <ctime>
 #include <memory>
 
@@ -36,13 +38,6 @@ Response no_such_profile(const std::string& name) {
                             name + " --org ORG");
 }
 
-bool is_json(std::string_view content_type) {
-  const auto semi = content_type.find(';');
-  auto type = content_type.substr(0, semi);
-  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
-}
-
 // Why no token is handed out for a key past its expires_at (or nullopt).
 std::optional<std::string> expired(const std::string& name, const TokenInfo& info) {
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
@@ -69,6 +64,12 @@ std::string_view result_of(const Response& r) {
 }
 
 }  // namespace
+
+bool Request::is_json() const {
+  auto type = std::string_view(content_type).substr(0, content_type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
+}
 
 Response error_response(ErrorCode code, std::string message) {
   return Response{http_status(code), error_body(ApiError{code, std::move(message)})};
@@ -193,7 +194,7 @@ void Router::get_profile(const std::string& name, Reply reply) {
 }
 
 void Router::put_profile(const std::string& name, Request& request, const Peer& peer, Reply reply) {
-  if (!is_json(request.content_type)) {
+  if (!request.is_json()) {
     wipe(request.body);
     return reply(error_response(ErrorCode::unsupported_media_type,
                                 "send the profile as JSON with Content-Type: application/json"));

@@ -30,6 +30,9 @@ struct Request {
   std::string target;
   std::string content_type;
   std::string body;  // wiped by the router once parsed
+
+  // Whether the body is declared JSON (application/json, any parameters).
+  bool is_json() const;
 };
 
 struct Response {
