@@ -1,6 +1,10 @@
 #include "client/daemon_client.hpp"
 
-#include <boost/asio/connect.hpp>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core.hpp>
@@ -49,6 +53,11 @@ class DaemonClient::Connection {
     }
     if (nobody_listens(result)) {
       throw CliError(exit_code::daemon_unreachable, "kosli-credd is not running; " + unreachable_advice(path));
+    }
+    if (result == beast::error::timeout) {
+      throw CliError(exit_code::daemon_unreachable,
+                     "kosli-credd at " + path + " did not accept the connection within " +
+                         std::to_string(limits::kClientRequestDeadline.count()) + " s");
     }
     if (result) {
       throw CliError(exit_code::daemon_unreachable,
@@ -101,14 +110,25 @@ class DaemonClient::Connection {
   }
 
  private:
+  // A blocking connect(2), bounded by SO_SNDTIMEO. When the daemon's listen
+  // backlog is full, a non-blocking connect on a Unix socket fails with EAGAIN
+  // and connects nothing, which Asio's async_connect takes for "in progress"
+  // and then reports as success; the first write fails with ENOTCONN. A
+  // blocking one waits for the daemon to accept.
   beast::error_code connect(const std::string& path) {
-    beast::error_code result = asio::error::would_block;
+    beast::error_code ec;
     stream_.close();
-    stream_.expires_after(limits::kClientRequestDeadline);
-    stream_.async_connect(local::endpoint(path), [&](beast::error_code ec) { result = ec; });
-    ioc_.restart();
-    ioc_.run();
-    return result;
+    auto& socket = stream_.socket();
+    socket.open(local(), ec);
+    if (ec) return ec;
+    const timeval deadline{static_cast<time_t>(limits::kClientRequestDeadline.count()), 0};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof deadline);
+    const local::endpoint endpoint(path);
+    if (::connect(socket.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
+      ec.assign(errno, boost::system::system_category());
+      if (ec == beast::errc::resource_unavailable_try_again) ec = beast::error::timeout;  // still no room
+    }
+    return ec;
   }
 
   asio::io_context ioc_;
