@@ -178,6 +178,35 @@ TEST_F(CoreTest, CurlOverTheSocketGetsWhatTheClientGets) {
   EXPECT_EQ(header.out, "Authorization: Bearer " + key + "\n");
 }
 
+// What a Prometheus scrape of the socket shows after a few requests: tokens by
+// profile, the cache at work, requests refused before routing, the open
+// connection the scrape itself came in on. Never a key.
+TEST_F(CoreTest, MetricsOverTheSocketCountWhatHappened) {
+  Daemon daemon(socket(), {"--backend", "memory"});
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-metrics", key).exit_code, 0);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(cred(socket(), {"token", "--profile", "it-metrics"}).exit_code, 0);
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-nobody"}).exit_code, 3);
+  // A request line and headers over the 8 KiB limit: refused with 431 before routing.
+  const auto big = curl("GET", "/v1/health?" + std::string(9000, 'x'));
+  EXPECT_EQ(big.exit_code, 0);
+
+  const auto scrape = curl("GET", "/v1/metrics");
+  ASSERT_EQ(scrape.exit_code, 0);
+  const std::string& m = scrape.out;
+  EXPECT_NE(m.find("kosli_credd_tokens_issued_total{profile=\"it-metrics\"} 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("kosli_credd_cache_hits_total 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("kosli_credd_cache_misses_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("kosli_credd_requests_total{route=\"token\",status=\"404\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("kosli_credd_requests_total{route=\"unmatched\",status=\"431\"} 1\n"), std::string::npos) << m;
+  // At least the scrape's own (the clients' closed connections may not all be reaped yet).
+  const std::string sample = "\nkosli_credd_open_connections ";
+  const auto gauge = m.find(sample);
+  ASSERT_NE(gauge, std::string::npos) << m;
+  EXPECT_GE(std::atoi(m.c_str() + gauge + sample.size()), 1) << m;
+  EXPECT_EQ(m.find(key), std::string::npos) << "the metrics hold the key";
+}
+
 TEST_F(CoreTest, UnknownProfileExitsThree) {
   Daemon daemon(socket(), {"--backend", "memory"});
   for (const char* command : {"token", "header", "show", "erase"}) {
