@@ -13,7 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/audit_log.hpp"
 #include "daemon/fingerprint.hpp"
+#include "daemon/peer_identity.hpp"
 #include "proto/host.hpp"
 #include "proto/limits.hpp"
 #include "proto/secret.hpp"
@@ -171,7 +173,9 @@ ImportResult import_file(const std::string& path) {
   return profiles;
 }
 
-std::optional<std::string> store_imported(Store& store, const std::vector<ImportedProfile>& profiles) {
+std::optional<std::string> store_imported(Store& store, const std::vector<ImportedProfile>& profiles,
+                                          AuditLog& audit, std::string_view source) {
+  const Peer self = this_process();
   for (const auto& [name, request] : profiles) {
     ProfileMeta meta;
     meta.name = name;
@@ -187,20 +191,29 @@ std::optional<std::string> store_imported(Store& store, const std::vector<Import
     meta.persistent = store.persistent();
     auto stored = store.put(meta, request.api_key, std::chrono::steady_clock::now() + limits::kStoreCallDeadline);
     if (auto* error = std::get_if<StoreError>(&stored)) {
+      audit.record(AuditRecord{"import", name, "error", error->message}, self);
       return "cannot store the imported profile '" + name + "': " + error->message;
     }
+    const std::string detail = std::string(std::get<bool>(stored) ? "replaced " : "created ") + meta.fingerprint +
+                               " from " + std::string(source);
+    audit.record(AuditRecord{"import", name, "ok", detail}, self);
     spdlog::info("import: profile '{}' (org {}, {}, {})", name, meta.org, meta.host, meta.fingerprint);
   }
   return std::nullopt;
 }
 
 std::optional<std::string> import_profiles(Store& store, bool from_environment,
-                                           const std::optional<std::string>& file) {
+                                           const std::optional<std::string>& file, AuditLog& audit) {
   for (const bool from_env : {true, false}) {
     if (from_env ? !from_environment : !file) continue;
+    const std::string source = from_env ? "the environment" : *file == "-" ? "stdin" : *file;
     auto imported = from_env ? import_environment() : import_file(*file);
-    if (auto* problem = std::get_if<std::string>(&imported)) return std::move(*problem);
-    if (auto problem = store_imported(store, std::get<std::vector<ImportedProfile>>(imported))) return problem;
+    if (auto* problem = std::get_if<std::string>(&imported)) {
+      audit.record(AuditRecord{"import", {}, "refused", *problem}, this_process());
+      return std::move(*problem);
+    }
+    auto problem = store_imported(store, std::get<std::vector<ImportedProfile>>(imported), audit, source);
+    if (problem) return problem;
   }
   return std::nullopt;
 }

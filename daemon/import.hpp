@@ -15,6 +15,8 @@
 
 namespace kosli::daemon {
 
+class AuditLog;
+
 // A JSON list of profiles is read whole, up to this size.
 inline constexpr std::size_t kMaxImportBytes = 1024 * 1024;
 
@@ -37,12 +39,15 @@ ImportResult import_environment();
 // and "kind" to "service-account".
 ImportResult import_file(const std::string& path);
 
-// Stores the profiles, in order. The error names the profile that failed.
-std::optional<std::string> store_imported(Store& store, const std::vector<ImportedProfile>& profiles);
+// Stores the profiles, in order, each audited as an import from `source`. The
+// error names the profile that failed.
+std::optional<std::string> store_imported(Store& store, const std::vector<ImportedProfile>& profiles,
+                                          AuditLog& audit, std::string_view source);
 
 // --import-env, then --import FILE|- when given: imports into `store`, or says
-// why it could not.
+// why it could not. Every profile imported, and every import refused, is in
+// the audit log, in the daemon's own name.
 std::optional<std::string> import_profiles(Store& store, bool from_environment,
-                                           const std::optional<std::string>& file);
+                                           const std::optional<std::string>& file, AuditLog& audit);
 
 }  // namespace kosli::daemon

@@ -12,6 +12,7 @@
 
 #include "daemon/audit_log.hpp"
 #include "daemon/fingerprint.hpp"
+#include "daemon/peer_identity.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli::daemon {
@@ -48,17 +49,6 @@ Response no_such_profile(const std::string& name) {
                                                   "'; store one with: kosli-cred store --profile " + name + " --org ORG");
 }
 
-Peer daemon_peer() {
-  Peer peer;
-  peer.pid = ::getpid();
-  peer.uid = ::geteuid();
-  peer.gid = ::getegid();
-  char path[PATH_MAX];
-  if (const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1); n > 0) {
-    peer.exe.assign(path, static_cast<std::size_t>(n));
-  }
-  return peer;
-}
 
 bool has_schedule(const ProfileConfig& c) { return c.rotate_every_days > 0 || c.rotate_before_expiry_days > 0; }
 
@@ -138,7 +128,7 @@ KeyLifecycle::KeyLifecycle(StoreWorker& worker, TokenCache& cache, AuditLog& aud
       kosli_(kosli),
       expiry_warning_days_(config.expiry_warning_days),
       profiles_(config.profiles),
-      self_(daemon_peer()) {}
+      self_(this_process()) {}
 
 KeyLifecycle::~KeyLifecycle() = default;
 

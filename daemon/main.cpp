@@ -199,7 +199,8 @@ int main(int argc, char** argv) {
   }
   auto store = open_store(opt.backend);
   if (!store) return EXIT_FAILURE;
-  if (auto problem = import_profiles(*store, opt.import_env, opt.import_file)) {
+  AuditLog audit{opt.audit_log.value_or(config.audit_log.value_or(AuditLog::default_path()))};
+  if (auto problem = import_profiles(*store, opt.import_env, opt.import_file, audit)) {
     spdlog::error("{}", *problem);
     return EXIT_FAILURE;
   }
@@ -212,7 +213,6 @@ int main(int argc, char** argv) {
   }
   auto& listen_socket = std::get<ServingSocket>(listening);
 
-  AuditLog audit{opt.audit_log.value_or(config.audit_log.value_or(AuditLog::default_path()))};
   const Policy policy{config};
   TokenCache cache{std::chrono::seconds(opt.cache_ttl_s.value_or(config.cache_ttl_s.value_or(kDefaultCacheTtl)))};
   StoreWorker worker{*store};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <climits>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -93,6 +94,18 @@ std::optional<Peer> peer_of(int fd) {
     // the pid we read may now name someone else.
     const auto again = read_stat(peer.pid);
     if (!again || again->ppid != stat.ppid) peer.requester.clear();
+  }
+  return peer;
+}
+
+Peer this_process() {
+  Peer peer;
+  peer.pid = ::getpid();
+  peer.uid = ::geteuid();
+  peer.gid = ::getegid();
+  char path[PATH_MAX];
+  if (const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1); n > 0) {
+    peer.exe.assign(path, static_cast<std::size_t>(n));
   }
   return peer;
 }

@@ -13,4 +13,8 @@ namespace kosli::daemon {
 // reused since the connection was made is left unknown (empty).
 std::optional<Peer> peer_of(int fd);
 
+// The daemon itself, as the audit log names what it does on its own (imports,
+// scheduled rotations).
+Peer this_process();
+
 }  // namespace kosli::daemon

@@ -555,6 +555,16 @@ TEST_F(LifecycleTest, ImportReadsAListOfProfilesAndRefusesABadOneWithoutShowingK
     EXPECT_EQ(shown["expires_at"], "2031-01-02T03:04:05Z");
     EXPECT_EQ(json::parse(cred(socket(), {"show", "--profile", "ci-eu", "--json"}).out)["host"],
               "https://app.kosli.com");
+    // The audit log says who put each key in, and from where, in the daemon's own name.
+    const std::string log = daemon.audit_log();
+    const auto records = audit_records(log);
+    EXPECT_EQ(count_records(records, "import", "ok"), 2u) << log;
+    for (const auto& r : records) {
+      if (r["event"] != "import") continue;
+      EXPECT_EQ(r["pid"], daemon.pid());
+      EXPECT_NE(r["detail"].get<std::string>().find("from " + file), std::string::npos) << r;
+    }
+    for (const auto& key : {eu_key, us_key}) EXPECT_EQ(log.find(key), std::string::npos) << "the audit log holds a key";
   }
 
   // From stdin; the second profile is wrong: nothing is served, the message
@@ -569,6 +579,9 @@ TEST_F(LifecycleTest, ImportReadsAListOfProfilesAndRefusesABadOneWithoutShowingK
   EXPECT_NE(refused.err.find("profile 2 ('bad')"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find("colour"), std::string::npos) << refused.err;
   for (const auto& key : {eu_key, us_key}) EXPECT_EQ(refused.err.find(key), std::string::npos);
+  const std::string refusals = read_file(dir_.path() + "/audit.log");
+  EXPECT_EQ(count_records(audit_records(refusals), "import", "refused"), 1u) << refusals;
+  for (const auto& key : {eu_key, us_key}) EXPECT_EQ(refusals.find(key), std::string::npos);
 
   const auto no_token = run({bin("kosli-credd"), "--backend", "memory", "--socket", socket(), "--audit-log",
                              dir_.path() + "/audit.log", "--import-env"},
