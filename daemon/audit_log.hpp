@@ -1,5 +1,6 @@
-// The audit log: one JSON line for every token issued or refused, store, erase,
-// lock, rotate, verify and refused connection, with who asked. Never a key.
+// The audit log: one JSON line for every token issued or refused, store,
+// import, erase, lock, rotate, verify and refused connection, with who asked.
+// Never a key.
 // A failed write is logged loudly and does not stop token service.
 //
 // Writes are synchronous until the server takes them over (defer_writes): then
@@ -22,7 +23,7 @@
 namespace kosli::daemon {
 
 struct AuditRecord {
-  std::string_view event;    // token, store, erase, lock, rotate, verify, connection
+  std::string_view event;    // token, store, import, erase, lock, rotate, verify, connection
   std::string_view profile;  // empty when the event has none
   std::string_view result;   // issued, refused, ok, not_found, error
   std::string_view detail;   // a short reason; never a key
