@@ -176,28 +176,38 @@ void KeyLifecycle::profile_changed(const std::string& name) {
 
 // ---- verify ----------------------------------------------------------------
 
+StoreResult<std::optional<StoredKey>> KeyLifecycle::load_current(const std::string& name, Store& store,
+                                                                 Store::Deadline deadline) {
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = waiting_.find(name); it != waiting_.end()) {
+      return std::optional<StoredKey>{StoredKey{it->second.meta, it->second.key.clone()}};
+    }
+  }
+  return store.load(name, deadline);
+}
+
+std::optional<StoredKey> KeyLifecycle::current_key(const std::string& name, Store& store, Store::Deadline deadline,
+                                                  std::string_view event, const Peer& peer, const Reply& reply) {
+  auto loaded = load_current(name, store, deadline);
+  if (auto* e = std::get_if<StoreError>(&loaded)) {
+    audit_.record(AuditRecord{event, name, "error", e->message}, peer);
+    reply(store_error(*e));
+    return std::nullopt;
+  }
+  auto& stored = std::get<std::optional<StoredKey>>(loaded);
+  if (!stored) {
+    audit_.record(AuditRecord{event, name, "not_found", {}}, peer);
+    reply(no_such_profile(name));
+  }
+  return std::move(stored);
+}
+
 void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply) {
   worker_.submit([this, name, peer, reply](Store& store, Store::Deadline deadline) {
-    std::shared_ptr<StoredKey> current;
-    {
-      std::lock_guard lock(mutex_);
-      if (const auto it = waiting_.find(name); it != waiting_.end()) {
-        current = std::make_shared<StoredKey>(StoredKey{it->second.meta, it->second.key.clone()});
-      }
-    }
-    if (!current) {
-      auto loaded = store.load(name, deadline);
-      if (auto* e = std::get_if<StoreError>(&loaded)) {
-        audit_.record(AuditRecord{"verify", name, "error", e->message}, peer);
-        return reply(store_error(*e));
-      }
-      auto& stored = std::get<std::optional<StoredKey>>(loaded);
-      if (!stored) {
-        audit_.record(AuditRecord{"verify", name, "not_found", {}}, peer);
-        return reply(no_such_profile(name));
-      }
-      current = std::make_shared<StoredKey>(std::move(*stored));
-    }
+    auto key = current_key(name, store, deadline, "verify", peer, reply);
+    if (!key) return;
+    const auto current = std::make_shared<StoredKey>(std::move(*key));
     kosli_.check_key(current->meta.host, current->meta.org, current->key,
                      [this, name, peer, reply, current](CheckOutcome outcome) {
       const ProfileMeta& meta = current->meta;
@@ -281,26 +291,8 @@ void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer&
                                                          "then check it with: kosli-cred show --profile " + name));
   }
   worker_.submit([this, name, rotate_request, peer, reply, guard](Store& store, Store::Deadline deadline) {
-    std::optional<StoredKey> current;
-    {
-      std::lock_guard lock(mutex_);
-      if (const auto it = waiting_.find(name); it != waiting_.end()) {
-        current = StoredKey{it->second.meta, it->second.key.clone()};
-      }
-    }
-    if (!current) {
-      auto loaded = store.load(name, deadline);
-      if (auto* e = std::get_if<StoreError>(&loaded)) {
-        audit_.record(AuditRecord{"rotate", name, "error", e->message}, peer);
-        return reply(store_error(*e));
-      }
-      auto& stored = std::get<std::optional<StoredKey>>(loaded);
-      if (!stored) {
-        audit_.record(AuditRecord{"rotate", name, "not_found", {}}, peer);
-        return reply(no_such_profile(name));
-      }
-      current = std::move(*stored);
-    }
+    auto current = current_key(name, store, deadline, "rotate", peer, reply);
+    if (!current) return;
     if (!rotate_request->via_api) {
       return rotate_by_hand(name, rotate_request, std::move(*current), peer, reply, guard);
     }
@@ -768,27 +760,18 @@ void KeyLifecycle::check_schedule(std::uint64_t generation) {
     for (const auto& name : due_now) {
       auto guard = claim(name);
       if (!guard) continue;
-      std::optional<StoredKey> current;
-      {
-        std::lock_guard lock(mutex_);
-        if (const auto it = waiting_.find(name); it != waiting_.end()) {
-          current = StoredKey{it->second.meta, it->second.key.clone()};
-        }
-      }
       auto rotation = std::make_shared<ApiRotation>();
       rotation->name = name;
       rotation->peer = self_;
       rotation->scheduled = true;
       rotation->guard = guard;
-      if (!current) {
-        auto loaded = store.load(name, deadline);
-        if (auto* e = std::get_if<StoreError>(&loaded)) {
-          finish_rotation(*rotation, store_error(*e), "error", e->message);
-          continue;
-        }
-        if (!std::get<std::optional<StoredKey>>(loaded)) continue;  // erased meanwhile
-        current = std::move(*std::get<std::optional<StoredKey>>(loaded));
+      auto loaded = load_current(name, store, deadline);
+      if (auto* e = std::get_if<StoreError>(&loaded)) {
+        finish_rotation(*rotation, store_error(*e), "error", e->message);
+        continue;
       }
+      auto& current = std::get<std::optional<StoredKey>>(loaded);
+      if (!current) continue;  // erased meanwhile
       rotation->old = std::move(*current);
       const auto& config = profiles_.find(name)->second;
       rotation->call.grace_period_hours = config.rotate_grace_hours;

@@ -94,6 +94,13 @@ class KeyLifecycle {
   };
 
   std::shared_ptr<void> claim(const std::string& name);
+  // The profile's current key: one Kosli issued that the keyring has not taken
+  // yet, else the stored one (none: erased). On the store's thread.
+  StoreResult<std::optional<StoredKey>> load_current(const std::string& name, Store& store, Store::Deadline deadline);
+  // load_current for a request: without a key (no such profile, or the store
+  // failed) answers `reply`, audited as `event`, and returns nullopt.
+  std::optional<StoredKey> current_key(const std::string& name, Store& store, Store::Deadline deadline,
+                                       std::string_view event, const Peer& peer, const Reply& reply);
   void rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
                       const Peer& peer, Reply reply, std::shared_ptr<void> guard);
   void replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,
