@@ -112,14 +112,36 @@ void AuditLog::defer_writes(std::function<void()> schedule_flush) {
 }
 
 void AuditLog::write_through() {
-  std::lock_guard lock(mutex_);
-  schedule_flush_ = nullptr;
-  write_pending();
+  {
+    std::lock_guard lock(mutex_);
+    schedule_flush_ = nullptr;
+  }
+  write_pending_and_run_waiting();
 }
 
-void AuditLog::flush() {
-  std::lock_guard lock(mutex_);
-  write_pending();
+void AuditLog::flush() { write_pending_and_run_waiting(); }
+
+void AuditLog::when_written(std::function<void()> then) {
+  {
+    std::lock_guard lock(mutex_);
+    // Lines wait only while a flush is scheduled (record() saw to it), and
+    // that flush runs what is queued here.
+    if (!pending_.empty()) {
+      waiting_.push_back(std::move(then));
+      return;
+    }
+  }
+  then();
+}
+
+void AuditLog::write_pending_and_run_waiting() {
+  std::vector<std::function<void()>> written;
+  {
+    std::lock_guard lock(mutex_);
+    write_pending();
+    written.swap(waiting_);
+  }
+  for (auto& then : written) then();  // outside the lock: they may record
 }
 
 void AuditLog::write_pending() {

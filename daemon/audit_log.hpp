@@ -5,10 +5,12 @@
 //
 // Writes are synchronous until the server takes them over (defer_writes): then
 // a record is formatted at once and waits, with the others of the same turn of
-// the event loop, for one write at the end of that turn. The router flushes
-// before it hands out a token, so a token never leaves the daemon before its
-// record is written. Nothing is dropped; what waits is lost only if the daemon
-// is killed in those microseconds, and never the record of a token.
+// the event loop, for one write at the end of that turn. The router hands a
+// token out through when_written, so a token never leaves the daemon before its
+// record is written, and the tokens of one turn wait for that one write (a group
+// commit) rather than each paying for a write of its own. Nothing is dropped;
+// what waits is lost only if the daemon is killed in those microseconds, and
+// never the record of a token.
 #pragma once
 
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "daemon/router.hpp"
 
@@ -53,11 +56,16 @@ class AuditLog {
   void write_through();
   // Writes the lines that wait.
   void flush();
+  // Runs `then` once every record made so far is written: at once when none
+  // waits, otherwise right after the flush (or write_through) that writes
+  // them, on that thread.
+  void when_written(std::function<void()> then);
 
   static constexpr std::size_t kMaxPendingBytes = 64 * 1024;
 
  private:
   void write_pending();  // with mutex_ held
+  void write_pending_and_run_waiting();
   bool write_lines(const std::string& lines);
   void report_failure(const std::string& why);
 
@@ -65,6 +73,7 @@ class AuditLog {
   std::mutex mutex_;
   std::function<void()> schedule_flush_;  // empty: write each record at once
   std::string pending_;                   // whole lines, each ending in '\n'
+  std::vector<std::function<void()>> waiting_;  // when_written's, until pending_ is written
   int fd_ = -1;
   std::chrono::steady_clock::time_point last_failure_report_{};
 };

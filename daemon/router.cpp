@@ -95,8 +95,10 @@ void Router::handle(Request request, const Peer& peer, Reply reply) {
   if (const auto* m = std::get_if<RouteMatch>(&matched)) route = m->route;
   dispatch(matched, request, peer, [this, route, received, reply = std::move(reply)](Response response) {
     metrics_.request_answered(route, response.status, std::chrono::steady_clock::now() - received);
-    if (response.sensitive) audit_.flush();  // a key leaves only once its record is written
-    reply(std::move(response));
+    if (!response.sensitive) return reply(std::move(response));
+    // A key leaves only once its record is written; the keys answered in the
+    // same turn of the event loop wait for the same write.
+    audit_.when_written([reply, response = std::move(response)]() mutable { reply(std::move(response)); });
   });
 }
 

@@ -8,10 +8,15 @@
 // Each prints one JSON line per run: "requests" counts every attempt, "rps"
 // only the answered ones, and p50/p99 (microseconds) are of answered requests.
 // Plain POSIX and the standard library: the tool must cost as little as
-// possible itself, so that it measures the daemon.
+// possible itself, so that it measures the daemon. For the same reason its
+// connections share a few client threads (--threads, 1 unless told), each
+// waiting in epoll for whichever of its connections is answered first, as wrk
+// and h2load do: a thread per connection would measure the scheduler switching
+// between 16 client threads. A thread with one connection blocks in recv().
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -42,11 +47,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage =
     "usage:\n"
-    "  kosli-loadgen http --socket PATH [--connections N] [--duration SECONDS | --requests TOTAL]\n"
+    "  kosli-loadgen http --socket PATH [--connections N] [--threads T] [--duration SECONDS | --requests TOTAL]\n"
     "                     [--target PATH] [--warmup N]\n"
-    "  kosli-loadgen raw --request-bytes A --response-bytes B [--connections N]\n"
+    "  kosli-loadgen raw --request-bytes A --response-bytes B [--connections N] [--threads T]\n"
     "                    [--duration SECONDS | --requests TOTAL] [--warmup N]\n"
-    "  kosli-loadgen compare --socket PATH [--connections N] [--duration SECONDS] [--target PATH] [--warmup N]\n"
+    "  kosli-loadgen compare --socket PATH [--connections N] [--threads T] [--duration SECONDS] [--target PATH]\n"
+    "                        [--warmup N]\n"
     "  kosli-loadgen spawn [--runs N] [--warmup N] [--stdin TEXT] -- CMD [ARG...]\n"
     "Prints one JSON line per run; exits 0 when no request or run failed, 1 otherwise, 2 on bad arguments.\n";
 
@@ -61,7 +67,9 @@ constexpr long kDefaultWarmupRequests = 100;
 // Timed runs of a command, and untimed ones before them, unless told otherwise.
 constexpr long kDefaultSpawnRuns = 300;
 constexpr long kDefaultSpawnWarmup = 5;
-// Bounds of the arguments: one thread per connection; a sample per request.
+// An answer not arriving for this long ends the run, its requests counted as errors.
+constexpr int kStallTimeoutMs = 10'000;
+// Bounds of the arguments: a sample per request.
 constexpr long kMaxConnections = 1024;
 constexpr double kMaxDurationSeconds = 3600;
 constexpr long kMaxCount = 100'000'000;
@@ -75,6 +83,7 @@ struct Options {
   std::string mode;
   std::string socket;
   long connections = 1;
+  long threads = 1;  // client threads; each drives connections / threads of them
   double duration_s = kDefaultDurationSeconds;
   long requests = 0;  // > 0: stop after this many in total instead of after duration_s
   std::string target{kDefaultTarget};
@@ -125,6 +134,8 @@ Options parse_options(int argc, char** argv) {
       opt.socket = value;
     } else if (flag == "--connections") {
       opt.connections = parse_number<long>(flag, value, 1L, kMaxConnections);
+    } else if (flag == "--threads" && opt.mode != "spawn") {
+      opt.threads = parse_number<long>(flag, value, 1L, kMaxConnections);
     } else if (flag == "--duration") {
       opt.duration_s = parse_number<double>(flag, value, 0.001, kMaxDurationSeconds);
       duration_given = true;
@@ -234,17 +245,35 @@ bool recv_exactly(int fd, char* buf, std::size_t size) {
 // ---- one exchange per protocol ----------------------------------------------
 
 // Result of one exchange: whether it succeeded, whether the connection may be
-// used again, and how many bytes the response had.
+// used again, and how many bytes the response had. A failed one is not kept alive.
 struct Exchange {
   bool ok = false;
   bool keep_alive = false;
   std::size_t response_bytes = 0;
 };
 
+// What one recv() brought.
+enum class Received { data, nothing_yet, failed };
+
+// One recv() into buf; `flags` is 0 to wait for data or MSG_DONTWAIT not to.
+Received receive_some(int fd, char* buf, std::size_t size, int flags, std::size_t& got) {
+  ssize_t n;
+  do {
+    n = ::recv(fd, buf, size, flags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Received::nothing_yet;
+  if (n <= 0) return Received::failed;
+  got = static_cast<std::size_t>(n);
+  return Received::data;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
                     [](char x, char y) { return (x | 0x20) == (y | 0x20); });
 }
+
+// Both exchangers send a request, then take what arrives, one recv() at a
+// time, until `receive` returns the whole response (nullopt until then).
 
 // An HTTP/1.1 client for one connection: sends a GET and reads one response
 // (status line, headers to the blank line, a Content-Length body), keeping
@@ -256,45 +285,40 @@ class HttpExchanger {
 
   std::size_t request_bytes() const { return request_.size(); }
   void reset() { buffered_ = 0; }
+  bool send(int fd) const { return send_all(fd, request_); }
 
-  Exchange exchange(int fd) {
-    if (!send_all(fd, request_)) return {};
-    std::size_t header_end = 0;
-    while ((header_end = find_header_end()) == 0) {
-      if (!fill(fd)) return {};
+  std::optional<Exchange> receive(int fd, int flags) {
+    if (auto whole = take_response()) return whole;
+    if (buffered_ == sizeof buf_) return Exchange{};
+    std::size_t got = 0;
+    switch (receive_some(fd, buf_ + buffered_, sizeof buf_ - buffered_, flags, got)) {
+      case Received::failed: return Exchange{};
+      case Received::nothing_yet: return std::nullopt;
+      case Received::data: break;
     }
+    buffered_ += got;
+    return take_response();
+  }
+
+ private:
+  // The response at the front of the buffer when it is whole (taken out of the
+  // buffer), a failed exchange when it is malformed, or nullopt.
+  std::optional<Exchange> take_response() {
+    const auto pos = std::string_view(buf_, buffered_).find("\r\n\r\n");
+    if (pos == std::string_view::npos) return std::nullopt;
+    const std::size_t header_end = pos + 4;
     Exchange result;
     std::optional<std::size_t> content_length;
     if (!parse_head(std::string_view(buf_, header_end), result, content_length) || !content_length ||
         header_end + *content_length > sizeof buf_) {
-      return {};
+      return Exchange{};
     }
     const std::size_t total = header_end + *content_length;
-    while (buffered_ < total) {
-      if (!fill(fd)) return {};
-    }
+    if (buffered_ < total) return std::nullopt;
     std::memmove(buf_, buf_ + total, buffered_ - total);
     buffered_ -= total;
     result.response_bytes = total;
     return result;
-  }
-
- private:
-  // One past the blank line ending the headers, or 0 while it has not arrived.
-  std::size_t find_header_end() const {
-    const auto pos = std::string_view(buf_, buffered_).find("\r\n\r\n");
-    return pos == std::string_view::npos ? 0 : pos + 4;
-  }
-
-  bool fill(int fd) {
-    if (buffered_ == sizeof buf_) return false;
-    ssize_t n;
-    do {
-      n = ::recv(fd, buf_ + buffered_, sizeof buf_ - buffered_, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) return false;
-    buffered_ += static_cast<std::size_t>(n);
-    return true;
   }
 
   // Status 200 is success; Content-Length is required (the daemon always sends
@@ -338,16 +362,26 @@ class RawExchanger {
       : request_(request_bytes, 'q'), response_(response_bytes) {}
 
   std::size_t request_bytes() const { return request_.size(); }
-  void reset() {}
+  void reset() { received_ = 0; }
+  bool send(int fd) const { return send_all(fd, request_); }
 
-  Exchange exchange(int fd) {
-    if (!send_all(fd, request_) || !recv_exactly(fd, response_.data(), response_.size())) return {};
-    return {true, true, response_.size()};
+  std::optional<Exchange> receive(int fd, int flags) {
+    std::size_t got = 0;
+    switch (receive_some(fd, response_.data() + received_, response_.size() - received_, flags, got)) {
+      case Received::failed: return Exchange{};
+      case Received::nothing_yet: return std::nullopt;
+      case Received::data: break;
+    }
+    received_ += got;
+    if (received_ < response_.size()) return std::nullopt;
+    received_ = 0;
+    return Exchange{true, true, response_.size()};
   }
 
  private:
   std::string request_;
   std::vector<char> response_;
+  std::size_t received_ = 0;
 };
 
 // ---- the client loop (http and raw) ---------------------------------------
@@ -361,62 +395,155 @@ struct RunResult {
   std::vector<std::int64_t> samples_ns;
 };
 
-// One thread per connection. Every thread connects and warms up, then all start
-// the clock together; each records the round trip of every request until the
-// shared request budget or the deadline runs out. A failed exchange counts as an
-// error and the connection is made again; a failed connect ends that thread.
+// One connection of a client thread, and the request it has in flight.
+template <typename Exchanger>
+struct Connection {
+  int fd = -1;
+  Exchanger exchanger;
+  bool in_flight = false;
+  Clock::time_point sent;
+};
+
+// Every client thread connects its share of the connections and warms each
+// up, then all start the clock together; each records the round trip of every
+// request until the shared request budget or the deadline runs out. A failed
+// exchange counts as an error and the connection is made again; a failed
+// connect ends that connection (and counts as one error).
 template <typename Exchanger, typename MakeExchanger>
 RunResult run_clients(const Options& opt, const std::string& socket, long warmup, MakeExchanger make_exchanger) {
-  const auto n = static_cast<std::size_t>(opt.connections);
-  std::vector<RunResult> per_thread(n);
+  const auto connections = static_cast<std::size_t>(opt.connections);
+  const auto threads = std::min(static_cast<std::size_t>(opt.threads), connections);
+  std::vector<RunResult> per_thread(threads);
   std::atomic<long> budget{opt.requests};
   std::atomic<std::int64_t> last_finish_ns{0};
   const std::chrono::duration<double> duration(opt.duration_s);
   Clock::time_point start;
-  std::barrier ready(static_cast<std::ptrdiff_t>(n), [&start]() noexcept { start = Clock::now(); });
+  std::barrier ready(static_cast<std::ptrdiff_t>(threads), [&start]() noexcept { start = Clock::now(); });
 
-  auto client = [&](RunResult& mine) {
-    Exchanger exchanger = make_exchanger();
-    mine.request_bytes = exchanger.request_bytes();
-    int fd = connect_unix(socket);
-    auto one = [&]() {
-      const auto result = exchanger.exchange(fd);
+  auto client = [&](std::size_t first, RunResult& mine) {
+    std::vector<Connection<Exchanger>> conns;
+    for (std::size_t i = first; i < connections; i += threads) {
+      conns.push_back(Connection<Exchanger>{connect_unix(socket), make_exchanger()});
+    }
+    mine.request_bytes = conns.front().exchanger.request_bytes();
+    // The end of an exchange: kept when it succeeded; the connection made
+    // again when it may not be used any more.
+    auto finish = [&](Connection<Exchanger>& c, const Exchange& result) {
       if (result.ok) mine.response_bytes = result.response_bytes;
-      if (!result.keep_alive) {
-        ::close(fd);
-        exchanger.reset();
-        fd = connect_unix(socket);
-      }
-      return result.ok;
+      if (result.keep_alive) return;
+      ::close(c.fd);
+      c.exchanger.reset();
+      c.fd = connect_unix(socket);
+      if (c.fd < 0) ++mine.errors;
     };
-    for (long i = 0; i < warmup && fd >= 0; ++i) one();
-    mine.samples_ns.reserve(opt.requests > 0 ? static_cast<std::size_t>(opt.requests) / n + 1 : 1 << 20);
+    auto exchange_waiting = [&](Connection<Exchanger>& c) {
+      std::optional<Exchange> result;
+      if (!c.exchanger.send(c.fd)) result = Exchange{};
+      while (!result) result = c.exchanger.receive(c.fd, 0);
+      finish(c, *result);
+      return result->ok;
+    };
+    for (auto& c : conns) {
+      if (c.fd < 0) ++mine.errors;
+      for (long i = 0; i < warmup && c.fd >= 0; ++i) exchange_waiting(c);
+    }
+    mine.samples_ns.reserve(opt.requests > 0 ? static_cast<std::size_t>(opt.requests) / threads + 1 : 1 << 20);
     ready.arrive_and_wait();
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(duration);
-    auto now = start;
-    while (fd >= 0 && (opt.requests > 0 ? budget.fetch_sub(1, std::memory_order_relaxed) > 0 : now < deadline)) {
-      const auto sent = Clock::now();
-      const bool ok = one();
-      now = Clock::now();
+    auto may_start = [&](Clock::time_point now) {
+      return opt.requests > 0 ? budget.fetch_sub(1, std::memory_order_relaxed) > 0 : now < deadline;
+    };
+    auto answered = [&](Clock::time_point sent, Clock::time_point now, bool ok) {
       ++mine.requests;
       if (ok) {
         mine.samples_ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent).count());
       } else {
         ++mine.errors;
       }
+    };
+    auto now = start;
+
+    if (conns.size() == 1) {
+      auto& c = conns.front();
+      while (c.fd >= 0 && may_start(now)) {
+        const auto sent = Clock::now();
+        const bool ok = exchange_waiting(c);
+        now = Clock::now();
+        answered(sent, now, ok);
+      }
+    } else {
+      const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+      if (ep < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+      auto watch = [&](std::size_t index) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = index;
+        if (conns[index].fd >= 0) ::epoll_ctl(ep, EPOLL_CTL_ADD, conns[index].fd, &ev);
+      };
+      std::size_t in_flight = 0;
+      // Sends the next request on connection `index` unless the run is over.
+      auto start_next = [&](std::size_t index) {
+        auto& c = conns[index];
+        while (c.fd >= 0 && may_start(now)) {
+          c.sent = Clock::now();
+          if (c.exchanger.send(c.fd)) {
+            c.in_flight = true;
+            ++in_flight;
+            return;
+          }
+          const int old_fd = c.fd;
+          answered(c.sent, c.sent, false);
+          finish(c, Exchange{});
+          if (c.fd != old_fd) watch(index);
+        }
+      };
+      for (std::size_t i = 0; i < conns.size(); ++i) {
+        watch(i);
+        start_next(i);
+      }
+      epoll_event events[64];
+      while (in_flight > 0) {
+        const int ready_count = ::epoll_wait(ep, events, 64, kStallTimeoutMs);
+        if (ready_count < 0 && errno == EINTR) continue;
+        if (ready_count <= 0) {  // stalled (or broken): what is in flight failed
+          mine.requests += static_cast<long>(in_flight);
+          mine.errors += static_cast<long>(in_flight);
+          break;
+        }
+        for (int e = 0; e < ready_count; ++e) {
+          const auto index = static_cast<std::size_t>(events[e].data.u64);
+          auto& c = conns[index];
+          if (!c.in_flight) {  // its part of the run is over: whatever comes now is not waited for
+            ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
+            continue;
+          }
+          const auto result = c.exchanger.receive(c.fd, MSG_DONTWAIT);
+          if (!result) continue;
+          now = Clock::now();
+          c.in_flight = false;
+          --in_flight;
+          answered(c.sent, now, result->ok);
+          const int old_fd = c.fd;
+          finish(c, *result);
+          if (c.fd != old_fd) watch(index);
+          start_next(index);
+        }
+      }
+      ::close(ep);
     }
-    if (fd < 0) ++mine.errors;
-    else ::close(fd);
+    for (auto& c : conns) {
+      if (c.fd >= 0) ::close(c.fd);
+    }
     const auto finished = std::chrono::duration_cast<std::chrono::nanoseconds>(now - start).count();
     auto seen = last_finish_ns.load();
     while (seen < finished && !last_finish_ns.compare_exchange_weak(seen, finished)) {
     }
   };
 
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (auto& slot : per_thread) threads.emplace_back(client, std::ref(slot));
-  for (auto& t : threads) t.join();
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  for (std::size_t t = 0; t < threads; ++t) workers.emplace_back(client, t, std::ref(per_thread[t]));
+  for (auto& w : workers) w.join();
 
   RunResult total;
   total.seconds = static_cast<double>(last_finish_ns.load()) / 1e9;

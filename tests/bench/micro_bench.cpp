@@ -131,21 +131,31 @@ void BM_RequestPathCachedToken(benchmark::State& state) {
 }
 BENCHMARK(BM_RequestPathCachedToken);
 
-// One audit record formatted and written to a file at once (the daemon batches
-// the writes of one turn of its event loop).
+// One audit record formatted and written to a file: at once (/1), or in one
+// write with 15 others (/16), as the daemon writes the records of one turn of
+// its event loop under load.
 void BM_AuditRecord(benchmark::State& state) {
   char dir[] = "/tmp/kosli-bench.XXXXXX";
   if (::mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp failed");
   const std::string path = std::string(dir) + "/audit.log";
+  const auto per_write = state.range(0);
   {
     AuditLog audit{path};
+    audit.defer_writes([] {});
     const Peer peer{1234, 1000, 1000, "/usr/bin/kosli", "/usr/bin/kosli", 1234};
-    for (auto _ : state) audit.record(AuditRecord{"token", "default", "issued", "cached"}, peer);
+    std::int64_t waiting = 0;
+    for (auto _ : state) {
+      audit.record(AuditRecord{"token", "default", "issued", "cached"}, peer);
+      if (++waiting == per_write) {
+        audit.flush();
+        waiting = 0;
+      }
+    }
   }
   std::remove(path.c_str());
   ::rmdir(dir);
 }
-BENCHMARK(BM_AuditRecord);
+BENCHMARK(BM_AuditRecord)->Arg(1)->Arg(16);
 
 void BM_TokenCacheHit(benchmark::State& state) {
   TokenCache cache{std::chrono::seconds(3600)};

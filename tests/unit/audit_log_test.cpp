@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -63,6 +64,27 @@ TEST_F(AuditLogTest, DeferredRecordsGoOutTogetherOnFlushAndOneFlushIsAskedForPer
   audit.record(AuditRecord{"lock", {}, "ok", {}}, peer_);
   EXPECT_EQ(lines(), 5u);
   EXPECT_EQ(scheduled, 2);
+}
+
+TEST_F(AuditLogTest, WhenWrittenWaitsForTheFlushThatWritesWhatCameBefore) {
+  AuditLog audit(path());
+  std::vector<std::size_t> seen;  // lines on disk when each continuation ran
+  audit.when_written([&] { seen.push_back(lines()); });
+  EXPECT_EQ(seen, (std::vector<std::size_t>{0}));  // nothing waits: at once
+
+  audit.defer_writes([] {});
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  audit.when_written([&] { seen.push_back(lines()); });
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  audit.when_written([&] { seen.push_back(lines()); });
+  EXPECT_EQ(seen.size(), 1u);  // both wait for the write
+  audit.flush();
+  EXPECT_EQ(seen, (std::vector<std::size_t>{0, 2, 2}));  // one write for both
+
+  audit.record(AuditRecord{"lock", {}, "ok", {}}, peer_);
+  audit.when_written([&] { seen.push_back(lines()); });
+  audit.write_through();  // as the daemon does when it stops serving
+  EXPECT_EQ(seen, (std::vector<std::size_t>{0, 2, 2, 3}));
 }
 
 TEST_F(AuditLogTest, ABurstLargerThanTheBufferIsWrittenWithoutWaitingForAFlush) {

@@ -1,8 +1,13 @@
 #include "daemon/router.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -331,6 +336,49 @@ class ThreadedStore final : public Store {
  private:
   MemoryStore inner_;
 };
+
+TEST(RouterAudit, ATokenLeavesOnlyOnceItsRecordIsWritten) {
+  char dir[] = "/tmp/kosli-router-audit.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/audit.log";
+  const auto records_on_disk = [&] {
+    std::ifstream in(path);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+  };
+  {
+    MemoryStore store;
+    TokenCache cache(std::chrono::minutes(10));
+    Policy policy;
+    AuditLog audit(path);
+    StoreWorker worker(store);
+    Router router(worker, cache, policy, audit);
+    int flushes_scheduled = 0;
+    audit.defer_writes([&] { ++flushes_scheduled; });  // as the server does; flushed by hand below
+    std::vector<int> statuses;
+    std::vector<std::size_t> records_when_sent;
+    const auto send = [&](std::string method, std::string target, std::string body = {}) {
+      router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, Peer{},
+                    [&](Response r) {
+                      statuses.push_back(r.status);
+                      records_when_sent.push_back(records_on_disk());
+                    });
+    };
+    send("PUT", "/v1/profiles/ci", put_body("key-123").dump());  // no key in the answer: sent at once
+    EXPECT_EQ(statuses, (std::vector<int>{201}));
+    audit.flush();
+    send("GET", "/v1/profiles/ci/token");
+    send("GET", "/v1/profiles/ci/token");
+    EXPECT_EQ(statuses, (std::vector<int>{201}));  // both tokens wait for their records
+    EXPECT_EQ(flushes_scheduled, 2);
+    audit.flush();
+    EXPECT_EQ(statuses, (std::vector<int>{201, 200, 200}));
+    EXPECT_EQ(records_when_sent, (std::vector<std::size_t>{0, 3, 3}));  // the store's, then both tokens' together
+  }
+  std::remove(path.c_str());
+  ::rmdir(dir);
+}
 
 TEST(RouterThreaded, QueuedRequestsAreAnsweredInOrderBeforeStopReturns) {
   ThreadedStore store;
