@@ -319,7 +319,7 @@ class Server::Impl {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, local::socket socket) {
+    acceptor_.async_accept(connection_executor(), [this](beast::error_code ec, local::socket socket) {
       if (ec) {
         if (ec != asio::error::operation_aborted) spdlog::error("accept failed: {}", ec.message());
         return;  // stop accepting rather than spin
@@ -327,6 +327,13 @@ class Server::Impl {
       on_accept(std::move(socket));
       do_accept();
     });
+  }
+
+  // Where a connection's handlers run: with one event-loop thread they cannot
+  // overlap, so a strand of its own would only add a queue and a lock per handler.
+  asio::any_io_executor connection_executor() {
+    if (options_.threads <= 1) return ioc_.get_executor();
+    return asio::make_strand(ioc_);
   }
 
   void on_accept(local::socket socket) {
