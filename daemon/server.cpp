@@ -300,6 +300,7 @@ class Server::Impl {
         work_(asio::make_work_guard(ioc_)) {}
 
   void post(std::function<void()> fn) { asio::post(ioc_, std::move(fn)); }
+  std::size_t open_connections() const { return state_.open; }
 
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
     housekeeping_ = std::move(housekeeping);
@@ -549,5 +550,7 @@ void Server::run(const std::function<void()>& on_ready, std::function<void()> ho
 }
 
 void Server::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
+
+std::size_t Server::open_connections() const { return impl_->open_connections(); }
 
 }  // namespace kosli::daemon

@@ -44,6 +44,9 @@ class Server {
   // thread). While run() serves, it runs; after, it may not.
   void post(std::function<void()> fn);
 
+  // Connections open now (from any thread).
+  std::size_t open_connections() const;
+
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;
