@@ -1,13 +1,13 @@
 #include "daemon/peer_identity.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <climits>
-#include <fstream>
-#include <sstream>
+#include <cstdio>
 #include <string_view>
 
 namespace kosli::daemon {
@@ -21,51 +21,73 @@ struct ProcessStat {
   unsigned long long start_ticks = 0;  // clock ticks after boot
 };
 
-std::optional<ProcessStat> read_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string s = text.str();
-  // Fields after the command name, which is in parentheses and may hold anything.
-  const auto close = s.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(s.substr(close + 2));
-  std::string field;
-  ProcessStat stat;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-    if (i == 4) std::from_chars(field.data(), field.data() + field.size(), stat.ppid);
-    if (i == 22) {
-      std::from_chars(field.data(), field.data() + field.size(), stat.start_ticks);
-      return stat;
-    }
-  }
-  return std::nullopt;
+template <typename Number>
+bool parse_number(std::string_view text, Number& out) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
 }
 
-std::string read_exe(pid_t pid) {
-  char buf[4096];
-  const ssize_t n = ::readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf);
-  return n > 0 && static_cast<std::size_t>(n) < sizeof buf ? std::string(buf, static_cast<std::size_t>(n))
-                                                           : std::string();
+// Fields 4 (ppid) and 22 (start time) of a /proc/<pid>/stat line.
+std::optional<ProcessStat> parse_stat(std::string_view line) {
+  // The command name (field 2) is in parentheses and may hold anything, ')' too.
+  const auto close = line.rfind(')');
+  if (close == std::string_view::npos || close + 2 > line.size()) return std::nullopt;
+  line.remove_prefix(close + 2);
+  ProcessStat stat;
+  for (int field = 3;; ++field) {  // field 3 is the state
+    const auto end = line.find(' ');
+    const auto value = line.substr(0, end);
+    if (field == 4 && !parse_number(value, stat.ppid)) return std::nullopt;
+    if (field == 22) return parse_number(value, stat.start_ticks) ? std::optional(stat) : std::nullopt;
+    if (end == std::string_view::npos) return std::nullopt;
+    line.remove_prefix(end + 1);
+  }
 }
+
+// One process's /proc directory, opened once. What is read through it is of
+// that process, or fails (ESRCH) once it has been reaped, even when its pid has
+// been given to another process since: the directory stays bound to the
+// process it was opened for.
+class ProcessDir {
+ public:
+  explicit ProcessDir(pid_t pid) {
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d", static_cast<int>(pid));
+    fd_ = ::open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  }
+  ~ProcessDir() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ProcessDir(const ProcessDir&) = delete;
+  ProcessDir& operator=(const ProcessDir&) = delete;
+
+  std::optional<ProcessStat> stat() const {
+    const int fd = fd_ < 0 ? -1 : ::openat(fd_, "stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    char buf[1024];  // fields 1-22 take a few hundred bytes at most
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (n <= 0) return std::nullopt;
+    return parse_stat(std::string_view(buf, static_cast<std::size_t>(n)));
+  }
+
+  // Its executable; "" when unknown (gone, a zombie, or a kernel thread).
+  std::string exe() const {
+    char buf[PATH_MAX];
+    const ssize_t n = fd_ < 0 ? -1 : ::readlinkat(fd_, "exe", buf, sizeof buf);
+    return n > 0 && static_cast<std::size_t>(n) < sizeof buf ? std::string(buf, static_cast<std::size_t>(n))
+                                                             : std::string();
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 unsigned long long boot_ticks_now() {
   timespec ts{};
   ::clock_gettime(CLOCK_BOOTTIME, &ts);
   const auto hz = static_cast<unsigned long long>(::sysconf(_SC_CLK_TCK));
   return static_cast<unsigned long long>(ts.tv_sec) * hz + static_cast<unsigned long long>(ts.tv_nsec) * hz / 1000000000ULL;
-}
-
-// The program of `pid`, checked to belong to one process that already existed
-// at `not_after` (so a pid freed and reused since then is not believed).
-std::string stable_exe(pid_t pid, unsigned long long not_after, ProcessStat* stat_out = nullptr) {
-  const auto before = read_stat(pid);
-  if (!before || before->start_ticks > not_after + 1) return {};
-  std::string exe = read_exe(pid);
-  const auto after = read_stat(pid);
-  if (!after || after->start_ticks != before->start_ticks) return {};
-  if (stat_out != nullptr) *stat_out = *after;
-  return exe;
 }
 
 std::string_view base_name(std::string_view path) {
@@ -82,19 +104,26 @@ std::optional<Peer> peer_of(int fd) {
     return std::nullopt;
   }
   Peer peer{cred.pid, cred.uid, cred.gid};
-  const auto now = boot_ticks_now();
-  ProcessStat stat;
-  peer.exe = stable_exe(peer.pid, now, &stat);
-  peer.requester = peer.exe;
   peer.requester_pid = peer.pid;
-  if (!peer.exe.empty() && base_name(peer.exe) == kClientName && stat.ppid > 1) {
-    peer.requester_pid = stat.ppid;
-    peer.requester = stable_exe(stat.ppid, now);
-    // The client must still be the parent's child: else it was re-parented and
-    // the pid we read may now name someone else.
-    const auto again = read_stat(peer.pid);
-    if (!again || again->ppid != stat.ppid) peer.requester.clear();
-  }
+  // A process that started after now cannot be the one that connected: its pid
+  // has been reused. (One tick of slack: start times are rounded to ticks.)
+  const auto not_after = boot_ticks_now() + 1;
+  const ProcessDir client(peer.pid);
+  const auto stat = client.stat();
+  if (!stat || stat->start_ticks > not_after) return peer;
+  peer.exe = client.exe();
+  peer.requester = peer.exe;
+  if (peer.exe.empty() || base_name(peer.exe) != kClientName || stat->ppid <= 1) return peer;
+
+  peer.requester_pid = stat->ppid;
+  peer.requester.clear();
+  const ProcessDir parent(stat->ppid);
+  const auto parent_stat = parent.stat();
+  if (parent_stat && parent_stat->start_ticks <= not_after) peer.requester = parent.exe();
+  // The client must still be the parent's child: else it was re-parented and
+  // the pid we read may now name someone else.
+  const auto again = client.stat();
+  if (!again || again->ppid != stat->ppid) peer.requester.clear();
   return peer;
 }
 
