@@ -30,6 +30,7 @@
 #include "daemon/router.hpp"
 #include "daemon/server.hpp"
 #include "daemon/store/memory_store.hpp"
+#include "daemon/store/metered_store.hpp"
 #include "daemon/store/secret_service_store.hpp"
 #include "daemon/store_worker.hpp"
 #include "daemon/token_cache.hpp"
@@ -215,9 +216,11 @@ int main(int argc, char** argv) {
 
   const Policy policy{config};
   TokenCache cache{std::chrono::seconds(opt.cache_ttl_s.value_or(config.cache_ttl_s.value_or(kDefaultCacheTtl)))};
-  StoreWorker worker{*store};
+  Metrics metrics;
+  MeteredStore metered_store{*store, metrics};
+  StoreWorker worker{metered_store};
   KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
-  Router router{worker, cache, policy, audit, &lifecycle};
+  Router router{worker, cache, policy, audit, metrics, &lifecycle};
   ServerOptions server_options{opt.allow_uids};
   server_options.idle_exit = std::chrono::seconds(opt.idle_exit_s.value_or(config.idle_exit_s.value_or(0)));
   server_options.busy = [&cache, &store, &lifecycle] {

@@ -145,7 +145,8 @@ std::string Metrics::exposition() const {
   w.header("cache_misses_total", "counter", "Token requests that read the key from the store.");
   w.sample("cache_misses_total", "", cache_misses_.load(std::memory_order_relaxed));
 
-  w.header("store_errors_total", "counter", "Keyring calls that failed while answering profile and token requests, by kind.");
+  w.header("store_errors_total", "counter",
+           "Keyring calls that failed, by kind: for requests, verification and rotation alike.");
   for (std::size_t k = 0; k < store_errors_.size(); ++k) {
     w.sample("store_errors_total", "kind=\"" + std::string(store_error_label(k)) + "\"",
              store_errors_[k].load(std::memory_order_relaxed));

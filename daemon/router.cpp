@@ -22,8 +22,7 @@ using nlohmann::json;
 
 Response json_response(int status, const json& body) { return Response{status, body.dump()}; }
 
-Response store_error_response(const StoreError& e, Metrics& metrics) {
-  metrics.store_error(e.kind);
+Response store_error_response(const StoreError& e) {
   if (e.kind == StoreError::Kind::internal) {
     spdlog::error("store: {}", e.message);
     return error_response(ErrorCode::internal, e.message);
@@ -75,13 +74,14 @@ Response error_response(ErrorCode code, std::string message) {
   return Response{http_status(code), error_body(ApiError{code, std::move(message)})};
 }
 
-Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit,
+Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit, Metrics& metrics,
                KeyLifecycle* lifecycle)
     : worker_(worker),
       cache_(cache),
       policy_(policy),
       audit_(audit),
       lifecycle_(lifecycle),
+      metrics_(metrics),
       started_(std::chrono::steady_clock::now()) {}
 
 void Router::connection_refused(const Peer& peer, std::string_view why) {
@@ -178,7 +178,7 @@ void Router::health(Reply reply) {
 void Router::list_profiles(Reply reply) {
   worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto profiles = store.list(deadline);
-    if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e, metrics_));
+    if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e));
     json list = json::array();
     for (const auto& meta : std::get<std::vector<ProfileMeta>>(profiles)) list.push_back(to_json(meta));
     reply(json_response(200, json{{"profiles", std::move(list)}}));
@@ -188,7 +188,7 @@ void Router::list_profiles(Reply reply) {
 void Router::get_profile(const std::string& name, Reply reply) {
   worker_.submit([this, name, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto found = store.find(name, deadline);
-    if (auto* e = std::get_if<StoreError>(&found)) return reply(store_error_response(*e, metrics_));
+    if (auto* e = std::get_if<StoreError>(&found)) return reply(store_error_response(*e));
     const auto& meta = std::get<std::optional<ProfileMeta>>(found);
     if (!meta) return reply(no_such_profile(name));
     reply(json_response(200, to_json(*meta)));
@@ -226,7 +226,7 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
     auto stored = store.put(meta, put->api_key, deadline);
     if (auto* e = std::get_if<StoreError>(&stored)) {
       audit_.record(AuditRecord{"store", name, "error", e->message}, peer);
-      return reply(store_error_response(*e, metrics_));
+      return reply(store_error_response(*e));
     }
     cache_.put(name, put->api_key,
                TokenInfo{meta.org, meta.host, meta.expires_at, policy_.expiry_warning_days()}, generation);
@@ -246,7 +246,7 @@ void Router::delete_profile(const std::string& name, const Peer& peer, Reply rep
     cache_.drop(name);  // also forgets a fill that raced with the erase
     Response response{204, {}};
     if (auto* e = std::get_if<StoreError>(&erased)) {
-      response = store_error_response(*e, metrics_);
+      response = store_error_response(*e);
     } else if (!std::get<bool>(erased)) {
       response = no_such_profile(name);
     } else {
@@ -306,7 +306,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     auto loaded = store.load(name, deadline);
     Response response;
     if (auto* e = std::get_if<StoreError>(&loaded)) {
-      response = store_error_response(*e, metrics_);
+      response = store_error_response(*e);
     } else if (auto& stored = std::get<std::optional<StoredKey>>(loaded); !stored) {
       response = no_such_profile(name);
     } else {

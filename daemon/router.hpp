@@ -54,7 +54,9 @@ class Policy;
 class Router {
  public:
   // Without a KeyLifecycle (no Kosli client), verify and rotate answer 501.
-  Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit,
+  // `metrics` counts what the router answers; the store's failures are counted
+  // where the store is (MeteredStore), whoever calls it.
+  Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit, Metrics& metrics,
          KeyLifecycle* lifecycle = nullptr);
 
   // Answers exactly once through `reply`.
@@ -81,8 +83,8 @@ class Router {
   const Policy& policy_;
   AuditLog& audit_;
   KeyLifecycle* const lifecycle_;
+  Metrics& metrics_;
   const std::chrono::steady_clock::time_point started_;
-  Metrics metrics_;
 };
 
 }  // namespace kosli::daemon

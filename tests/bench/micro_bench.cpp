@@ -64,7 +64,8 @@ struct Daemon {
   Policy policy;
   AuditLog audit{"/dev/null"};
   StoreWorker worker{store};
-  Router router{worker, cache, policy, audit};
+  Metrics metrics;
+  Router router{worker, cache, policy, audit, metrics};
   Peer peer{1234, 1000, 1000, "/usr/bin/kosli", "/usr/bin/kosli", 1234};
 };
 

@@ -45,10 +45,11 @@ struct Daemon {
   StoreWorker worker{store};
   TokenCache cache{std::chrono::seconds(600)};
   Policy policy;
+  Metrics metrics;
   Router router;
   Peer peer;
 
-  explicit Daemon(AuditLog& audit) : router(worker, cache, policy, audit) {
+  explicit Daemon(AuditLog& audit) : router(worker, cache, policy, audit, metrics) {
     peer.pid = ::getpid();
     peer.uid = ::getuid();
     peer.exe = "/usr/bin/kosli";

@@ -229,6 +229,15 @@ class KeyringFaultTest : public ::testing::Test {
     return {r, std::chrono::duration_cast<milliseconds>(Clock::now() - started)};
   }
 
+  // kosli_credd_store_errors_total{kind="<kind>"} from GET /v1/metrics; -1 when missing.
+  long store_errors(const std::string& kind) {
+    const auto scrape = exchange(socket(), http_request("GET", "/v1/metrics"));
+    if (!scrape || scrape->status != 200) return -1;
+    const std::string prefix = "kosli_credd_store_errors_total{kind=\"" + kind + "\"} ";
+    const auto at = scrape->body.find(prefix);
+    return at == std::string::npos ? -1 : std::stol(scrape->body.substr(at + prefix.size()));
+  }
+
   void expect_health_answers() {
     const auto health = exchange(socket(), http_request("GET", "/v1/health"));
     ASSERT_TRUE(health.has_value()) << "GET /v1/health got no answer";
@@ -273,6 +282,12 @@ TEST_F(KeyringFaultTest, AKilledKeyringGives503FastCachedTokensStayAndTheDaemonR
     EXPECT_EQ(answer->error_code(), "backend_unavailable") << answer->body;
     EXPECT_NE(answer->error_message().find("Secret Service"), std::string::npos) << answer->body;
   }
+  // Verification needs the key too; its failure is counted with the router's.
+  const long unavailable = store_errors("unavailable");
+  EXPECT_GE(unavailable, 4);  // the token, list and store calls above
+  const auto verify = cred(socket(), {"verify", "--profile", "it-stored"});
+  EXPECT_EQ(verify.exit_code, 6) << verify.err;
+  EXPECT_EQ(store_errors("unavailable"), unavailable + 1);
   expect_health_answers();
 
   // A keyring comes back (the same login keyring, unlocked): no restart needed.

@@ -64,7 +64,8 @@ class RouterTest : public ::testing::Test {
   Policy policy_;                // no allowed_clients: any program of this user
   AuditLog audit_{"/dev/null"};  // what it records is not under test here
   StoreWorker worker_{store_};
-  Router router_{worker_, cache_, policy_, audit_};
+  Metrics metrics_;
+  Router router_{worker_, cache_, policy_, audit_, metrics_};
   Peer peer_;
 };
 
@@ -353,7 +354,8 @@ TEST(RouterAudit, ATokenLeavesOnlyOnceItsRecordIsWritten) {
     Policy policy;
     AuditLog audit(path);
     StoreWorker worker(store);
-    Router router(worker, cache, policy, audit);
+    Metrics metrics;
+    Router router(worker, cache, policy, audit, metrics);
     int flushes_scheduled = 0;
     audit.defer_writes([&] { ++flushes_scheduled; });  // as the server does; flushed by hand below
     std::vector<int> statuses;
@@ -386,7 +388,8 @@ TEST(RouterThreaded, QueuedRequestsAreAnsweredInOrderBeforeStopReturns) {
   Policy policy;
   AuditLog audit("/dev/null");
   StoreWorker worker(store);
-  Router router(worker, cache, policy, audit);
+  Metrics metrics;
+  Router router(worker, cache, policy, audit, metrics);
   std::vector<int> statuses;  // written only by the store thread until stop() joins it
   const auto send = [&](std::string method, std::string target, std::string body = {}) {
     router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, Peer{},

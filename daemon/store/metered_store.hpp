@@ -1,0 +1,48 @@
+// A Store that counts the failed calls of another into Metrics, by kind. Every
+// keyring call the daemon makes goes through it, whoever makes it: the router,
+// verification, rotation by hand, through the API or on a schedule.
+#pragma once
+
+#include "daemon/metrics.hpp"
+#include "daemon/store/store.hpp"
+
+namespace kosli::daemon {
+
+class MeteredStore final : public Store {
+ public:
+  MeteredStore(Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+
+  std::string_view backend_name() const override { return store_.backend_name(); }
+  bool persistent() const override { return store_.persistent(); }
+  bool may_block() const override { return store_.may_block(); }
+
+  StoreResult<std::vector<ProfileMeta>> list(Deadline deadline) override { return counted(store_.list(deadline)); }
+  StoreResult<std::optional<ProfileMeta>> find(std::string_view name, Deadline deadline) override {
+    return counted(store_.find(name, deadline));
+  }
+  StoreResult<std::optional<StoredKey>> load(std::string_view name, Deadline deadline) override {
+    return counted(store_.load(name, deadline));
+  }
+  StoreResult<bool> put(const ProfileMeta& meta, const Secret& key, Deadline deadline) override {
+    return counted(store_.put(meta, key, deadline));
+  }
+  StoreResult<bool> erase(std::string_view name, Deadline deadline) override {
+    return counted(store_.erase(name, deadline));
+  }
+  StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint, std::int64_t at,
+                                        std::string_view result, Deadline deadline) override {
+    return counted(store_.record_verification(name, fingerprint, at, result, deadline));
+  }
+
+ private:
+  template <class T>
+  StoreResult<T> counted(StoreResult<T> result) {
+    if (const auto* e = std::get_if<StoreError>(&result)) metrics_.store_error(e->kind);
+    return result;
+  }
+
+  Store& store_;
+  Metrics& metrics_;
+};
+
+}  // namespace kosli::daemon
