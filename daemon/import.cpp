@@ -25,7 +25,6 @@ extern char** environ;
 namespace kosli::daemon {
 namespace {
 
-using nlohmann::json;
 
 // The Kosli CLI's own variables.
 constexpr const char* kTokenVar = "KOSLI_API_TOKEN";
@@ -91,20 +90,6 @@ std::optional<std::string> read_whole(const std::string& path, std::string& text
   return std::nullopt;
 }
 
-// Zeroes the "api_key" string of one parsed profile.
-void wipe_key(json& item) {
-  if (!item.is_object()) return;
-  if (const auto key = item.find("api_key"); key != item.end() && key->is_string()) {
-    wipe(key->get_ref<std::string&>());
-  }
-}
-
-// Zeroes every "api_key" string of a parsed list, whatever its shape.
-void wipe_keys(json& list) {
-  if (!list.is_array()) return;
-  for (auto& item : list) wipe_key(item);
-}
-
 }  // namespace
 
 ImportResult import_environment() {
@@ -137,12 +122,9 @@ ImportResult import_file(const std::string& path) {
   const std::string what = path == "-" ? "--import -" : "--import " + path;
   std::string text;
   if (auto problem = read_whole(path, text)) return what + ": " + *problem;
-  json list = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // Parsed as a SecretJson: each buffer that held a key is wiped when freed.
+  SecretJson list = SecretJson::parse(text, nullptr, /*allow_exceptions=*/false);
   wipe(text);
-  struct KeyWiper {
-    json& list;
-    ~KeyWiper() { wipe_keys(list); }
-  } wiper{list};
 
   if (list.is_discarded()) return what + ": not valid JSON";
   if (!list.is_array()) {
@@ -156,16 +138,14 @@ ImportResult import_file(const std::string& path) {
     if (!item.is_object()) return where + " is not a JSON object";
     const auto name_field = item.find("name");
     if (name_field == item.end() || !name_field->is_string()) return where + " has no \"name\"";
-    const std::string name = name_field->get<std::string>();
+    const std::string name(name_field->get_ref<const WipingString&>());
     if (auto problem = profile_name_problem(name)) return where + ": " + *problem;
     where += " ('" + name + "')";
     if (!names.insert(name).second) return where + " appears twice";
     item.erase("name");
-    if (!item.contains("host")) item["host"] = std::string(kEuHost);
-    if (!item.contains("kind")) item["kind"] = std::string(kind_name(KeyKind::service_account));
-    std::string body = item.dump();
-    wipe_key(item);
-    auto parsed = parse_put_profile(body);  // validates and wipes `body`
+    if (!item.contains("host")) item["host"] = WipingString(kEuHost);
+    if (!item.contains("kind")) item["kind"] = WipingString(kind_name(KeyKind::service_account));
+    auto parsed = put_profile_from_json(item);
     if (auto* error = std::get_if<CodecError>(&parsed)) return where + ": " + error->message;
     profiles.push_back({name, std::move(std::get<PutProfileRequest>(parsed))});
   }

@@ -31,6 +31,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proto/host.hpp"
+#include "proto/secret_json.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli::daemon {
@@ -183,14 +184,14 @@ std::string base64(std::string_view in) {
 }
 
 // A time in Kosli's answers: Unix seconds (maybe fractional), RFC 3339, or null.
-std::int64_t answer_time(const nlohmann::json& j, const char* field) {
+std::int64_t answer_time(const SecretJson& j, const char* field) {
   const auto it = j.find(field);
   if (it == j.end()) return 0;
   if (it->is_number()) {
     const double v = it->get<double>();
     return std::isfinite(v) && v > 0 && v < 253402300800.0 ? static_cast<std::int64_t>(v) : 0;
   }
-  if (it->is_string()) return parse_rfc3339(it->get_ref<const std::string&>()).value_or(0);
+  if (it->is_string()) return parse_rfc3339(it->get_ref<const WipingString&>()).value_or(0);
   return 0;
 }
 
@@ -723,19 +724,20 @@ void KosliApi::rotate_key(const RotateCall& rotate, const Secret& key, std::func
       wipe(answer.body);
       return done(std::move(refusal));
     }
-    auto j = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+    // The answer holds the new key: parsed as a SecretJson, whose buffers are wiped when freed.
+    auto j = SecretJson::parse(answer.body, nullptr, /*allow_exceptions=*/false);
     wipe(answer.body);
     RotatedKey rotated;
     if (j.is_object()) {
       for (const char* field : {"key", "api_key"}) {
         const auto it = j.find(field);
         if (it == j.end() || !it->is_string()) continue;
-        auto& raw = it->get_ref<std::string&>();
+        auto& raw = it->get_ref<WipingString&>();
         if (rotated.key.empty()) rotated.key = Secret(raw);
-        wipe(raw);
+        wipe(raw.data(), raw.size());
       }
       if (const auto id = j.find("id"); id != j.end()) {
-        if (id->is_string()) rotated.key_id = id->get<std::string>();
+        if (id->is_string()) rotated.key_id = std::string(id->get_ref<const WipingString&>());
         if (id->is_number_integer()) rotated.key_id = std::to_string(id->get<std::int64_t>());
       }
       rotated.expires_at = answer_time(j, "expires_at");

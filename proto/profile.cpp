@@ -7,6 +7,7 @@
 
 #include "proto/host.hpp"
 #include "proto/limits.hpp"
+#include "proto/secret_json.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli {
@@ -23,15 +24,17 @@ json time_or_null(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_
 // time can be sent back and read again.
 constexpr std::int64_t kLatestTime = 253402300799;
 
-std::optional<std::int64_t> time_from_json(const json& j) {
+// (Json: json, or SecretJson for a body that holds a key.)
+template <class Json>
+std::optional<std::int64_t> time_from_json(const Json& j) {
   if (j.is_null()) return 0;
   std::optional<std::int64_t> t;
   if (j.is_number_unsigned()) {
-    if (j.get<std::uint64_t>() <= static_cast<std::uint64_t>(kLatestTime)) t = j.get<std::int64_t>();
+    if (j.template get<std::uint64_t>() <= static_cast<std::uint64_t>(kLatestTime)) t = j.template get<std::int64_t>();
   } else if (j.is_number_integer()) {
-    t = j.get<std::int64_t>();
+    t = j.template get<std::int64_t>();
   } else if (j.is_string()) {
-    t = parse_rfc3339(j.get_ref<const std::string&>());
+    t = parse_rfc3339(j.template get_ref<const typename Json::string_t&>());
   }
   if (!t || *t < 0 || *t > kLatestTime) return std::nullopt;
   return t;
@@ -63,15 +66,16 @@ bool printable(std::string_view s) {
 }
 
 // Reads an optional string field; an error names the field.
-std::optional<CodecError> read_string(const json& body, const char* field, bool required,
-                                      std::string& out) {
+template <class Json>
+std::optional<CodecError> read_string(const Json& body, const char* field, bool required, std::string& out) {
   const auto it = body.find(field);
   if (it == body.end() || (!required && it->is_null())) {
     if (required) return CodecError{std::string("the field '") + field + "' is required"};
     return std::nullopt;
   }
   if (!it->is_string()) return CodecError{std::string("the field '") + field + "' must be a string"};
-  out = it->get<std::string>();
+  const auto& value = it->template get_ref<const typename Json::string_t&>();
+  out.assign(value.data(), value.size());
   return std::nullopt;
 }
 
@@ -160,17 +164,21 @@ std::optional<std::string> api_key_problem(std::string_view key) {
 }
 
 std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  SecretJson j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
   wipe(body);
   if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
+  return put_profile_from_json(j);
+}
+
+std::variant<PutProfileRequest, CodecError> put_profile_from_json(SecretJson& j) {
   if (!j.is_object()) return CodecError{"the body must be a JSON object"};
 
   PutProfileRequest r;
   // Take the key first, so every later return leaves no copy of it behind.
   if (const auto it = j.find("api_key"); it != j.end() && it->is_string()) {
-    auto& raw = it->get_ref<std::string&>();
+    auto& raw = it->get_ref<WipingString&>();
     r.api_key = Secret(raw);
-    wipe(raw);
+    wipe(raw.data(), raw.size());
   } else {
     return CodecError{it == j.end() ? "the field 'api_key' is required"
                                     : "the field 'api_key' must be a string"};
@@ -182,7 +190,7 @@ std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body)
                                                 "service_account", "key_id"};
   for (const auto& item : j.items()) {
     if (std::find(std::begin(kKnown), std::end(kKnown), item.key()) == std::end(kKnown)) {
-      return CodecError{"unknown field '" + item.key() + "'"};
+      return CodecError{"unknown field '" + std::string(item.key()) + "'"};
     }
   }
 
@@ -255,15 +263,15 @@ std::string serialize_token(const Secret& token, const TokenInfo& info) {
 }
 
 std::variant<TokenResponse, CodecError> parse_token(std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  SecretJson j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
   wipe(body);
   if (!j.is_object()) return CodecError{"the daemon's answer is not a token"};
   TokenResponse r;
   const auto it = j.find("token");
   if (it == j.end() || !it->is_string()) return CodecError{"the daemon's answer has no token"};
-  auto& raw = it->get_ref<std::string&>();
+  auto& raw = it->get_ref<WipingString&>();
   r.token = Secret(raw);
-  wipe(raw);
+  wipe(raw.data(), raw.size());
   if (read_string(j, "org", false, r.info.org) || read_string(j, "host", false, r.info.host)) {
     return CodecError{"the daemon's answer is not a token"};
   }
@@ -291,7 +299,7 @@ bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now
 }
 
 std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  SecretJson j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
   wipe(body);
   if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
   if (!j.is_object()) return CodecError{"the body must be a JSON object"};
@@ -300,15 +308,15 @@ std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
   // Take the key first, so every later return leaves no copy of it behind.
   if (const auto it = j.find("api_key"); it != j.end()) {
     if (!it->is_string()) return CodecError{"the field 'api_key' must be a string"};
-    auto& raw = it->get_ref<std::string&>();
+    auto& raw = it->get_ref<WipingString&>();
     r.api_key = Secret(raw);
-    wipe(raw);
+    wipe(raw.data(), raw.size());
     if (auto problem = api_key_problem(r.api_key.reveal())) return CodecError{std::move(*problem)};
   }
   static constexpr std::string_view kKnown[] = {"api_key", "verify", "key_id", "expires_at", "via_api"};
   for (const auto& item : j.items()) {
     if (std::find(std::begin(kKnown), std::end(kKnown), item.key()) == std::end(kKnown)) {
-      return CodecError{"unknown field '" + item.key() + "'"};
+      return CodecError{"unknown field '" + std::string(item.key()) + "'"};
     }
   }
   const auto via = j.find("via_api");
@@ -316,7 +324,7 @@ std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
     return CodecError{"send either 'api_key' (a new key you got from Kosli) or 'via_api' "
                       "(rotate through Kosli's API), not both"};
   }
-  const auto read_time = [](const json& v, const char* field) -> std::variant<std::int64_t, CodecError> {
+  const auto read_time = [](const SecretJson& v, const char* field) -> std::variant<std::int64_t, CodecError> {
     const auto t = time_from_json(v);
     if (!t) return CodecError{std::string("the field '") + field + "' must be an RFC 3339 time, Unix seconds or null"};
     return *t;
@@ -344,7 +352,7 @@ std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
         if (auto* e = std::get_if<CodecError>(&t)) return *e;
         if (const auto seconds = std::get<std::int64_t>(t); seconds != 0) r.expires_at = seconds;
       } else {
-        return CodecError{"unknown field 'via_api." + item.key() + "'"};
+        return CodecError{"unknown field 'via_api." + std::string(item.key()) + "'"};
       }
     }
     return r;

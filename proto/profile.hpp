@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "proto/secret.hpp"
+#include "proto/secret_json.hpp"
 
 namespace kosli {
 
@@ -66,9 +67,11 @@ struct CodecError {
   std::string message;
 };
 
-// Parses and validates a PUT body. The body's bytes that held the key are wiped
-// as the key moves into the Secret.
+// Parses and validates a PUT body. The body is wiped, and so is every buffer
+// the parser used (SecretJson).
 std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body);
+// The same, from a body already parsed (an item of an import file).
+std::variant<PutProfileRequest, CodecError> put_profile_from_json(SecretJson& body);
 // Serialises a PUT body. The caller wipes the returned string after sending it.
 std::string serialize_put_profile(const PutProfileRequest& request);
 

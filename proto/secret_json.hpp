@@ -1,0 +1,46 @@
+// SecretJson: a JSON document that may hold a key. nlohmann's parser gathers
+// every string in a buffer of its own and its serializer grows its output, and
+// both free memory that held the key without zeroing it. In a SecretJson every
+// allocation (string values and their buffers, the parser's buffer, object and
+// array nodes) comes from WipingAllocator, which zeroes memory before it gives
+// it back. Parse any body that holds a key or a token as a SecretJson.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "proto/secret.hpp"
+
+namespace kosli {
+
+template <class T>
+struct WipingAllocator {
+  using value_type = T;
+
+  WipingAllocator() noexcept = default;
+  template <class U>
+  WipingAllocator(const WipingAllocator<U>&) noexcept {}  // NOLINT: converting, as allocators are
+
+  T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    wipe(p, n * sizeof(T));
+    std::allocator<T>{}.deallocate(p, n);
+  }
+
+  template <class U>
+  bool operator==(const WipingAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
+using SecretJson = nlohmann::basic_json<std::map, std::vector, WipingString, bool, std::int64_t, std::uint64_t,
+                                        double, WipingAllocator>;
+
+}  // namespace kosli
