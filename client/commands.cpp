@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/cli_error.hpp"
+#include "client/core_dumps.hpp"
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
@@ -187,6 +188,7 @@ int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::
   argv.push_back(nullptr);
   std::fflush(nullptr);
   std::signal(SIGPIPE, SIG_DFL);  // the command gets default signal dispositions
+  restore_core_dumps();           // and the core-file limit kosli-cred was given
   ::execvp(argv[0], argv.data());
   const int err = errno;
   throw CliError(err == ENOENT ? 127 : 126, "cannot run " + command.front() + ": " + std::strerror(err));

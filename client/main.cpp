@@ -9,6 +9,7 @@
 
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
+#include "client/core_dumps.hpp"
 #include "client/git_credential.hpp"
 #include "proto/errors.hpp"
 #include "proto/profile.hpp"
@@ -57,6 +58,7 @@ std::string_view command_named(const std::vector<char*>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  disable_core_dumps();
   // A daemon that closes mid-request must give an error, not kill the client.
   std::signal(SIGPIPE, SIG_IGN);
 

@@ -1,18 +1,26 @@
 // What a user, or someone trying to take a key, can observe of the daemon's
 // defenses: the audit trail, locked memory, no core dumps, per-profile allowed
 // programs, and a configuration file that says exactly what is wrong with it.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
+
+extern char** environ;
 
 namespace kosli::test {
 namespace {
@@ -31,6 +39,19 @@ long proc_status_kb(pid_t pid, const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
   }
   return -1;
+}
+
+// The soft and hard "Max core file size" of /proc/<pid>/limits ("0", "unlimited", …).
+std::pair<std::string, std::string> core_limit(pid_t pid) {
+  std::istringstream lines(read_file("/proc/" + std::to_string(pid) + "/limits"));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Max core file size", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::string("Max core file size").size()));
+    std::string soft, hard;
+    fields >> soft >> hard;
+    return {soft, hard};
+  }
+  return {};
 }
 
 class SecurityTest : public ::testing::Test {
@@ -102,17 +123,60 @@ TEST_F(SecurityTest, KeysLiveInLockedMemoryOfAProcessThatCannotDumpCore) {
   ASSERT_EQ(store("it-locked", unique_key()).exit_code, 0);
   ASSERT_EQ(cred(socket(), {"token", "--profile", "it-locked"}).exit_code, 0);
   EXPECT_GT(proc_status_kb(daemon.pid(), "VmLck"), 0) << read_file("/proc/" + std::to_string(daemon.pid()) + "/status");
-  const std::string limits = read_file("/proc/" + std::to_string(daemon.pid()) + "/limits");
-  std::istringstream lines(limits);
-  std::string core_line;
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("Max core file size", 0) == 0) core_line = line;
+  const auto [soft, hard] = core_limit(daemon.pid());
+  EXPECT_EQ(soft, "0");
+  EXPECT_EQ(hard, "0");
+}
+
+TEST_F(SecurityTest, TheClientWritesNoCoreFileButTheCommandItRunsKeepsItsLimit) {
+  rlimit ours{};
+  ASSERT_EQ(::getrlimit(RLIMIT_CORE, &ours), 0);
+  if (ours.rlim_max != RLIM_INFINITY && ours.rlim_max < 4096 * 1024) {
+    GTEST_SKIP() << "the hard core-file limit here is too low to show a limit being kept";
   }
-  std::istringstream fields(core_line.substr(std::string("Max core file size").size()));
-  std::string soft, hard;
-  fields >> soft >> hard;
-  EXPECT_EQ(soft, "0") << limits;
-  EXPECT_EQ(hard, "0") << limits;
+  Daemon daemon(socket(), {"--backend", "memory"});
+  ASSERT_EQ(store("it-core", unique_key()).exit_code, 0);
+  // Both run with a soft limit of 4096 blocks, so a 0 can only be kosli-cred's doing.
+  const std::string with_limit = "ulimit -S -c 4096 && exec \"$@\"";
+
+  // kosli-cred waiting for git's request on stdin, a key possibly on its way.
+  int input[2];
+  ASSERT_EQ(::pipe2(input, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, input[0], STDIN_FILENO);
+  const std::vector<std::string> args{"sh", "-c", with_limit, "sh", bin("git-credential-kosli"), "--socket", socket(),
+                                      "get"};
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = ::posix_spawn(&pid, "/bin/sh", &actions, child_spawn_attributes(), argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(input[0]);
+  ASSERT_EQ(spawned, 0);
+  // Ready once blocked reading stdin: read(2) on fd 0 is "0 0x0 …" in /proc/<pid>/syscall.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool reading = false;
+  while (!reading && std::chrono::steady_clock::now() < deadline) {
+    reading = read_file("/proc/" + std::to_string(pid) + "/syscall").rfind("0 0x0 ", 0) == 0;
+    if (!reading) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // no event says "now reading"
+  }
+  EXPECT_TRUE(reading) << "git-credential-kosli never waited for its request";
+  const auto [soft, hard] = core_limit(pid);
+  EXPECT_EQ(soft, "0");
+  EXPECT_NE(hard, "0") << "the hard limit stays, for the command exec runs";
+  ASSERT_EQ(::write(input[1], "\n", 1), 1);
+  ::close(input[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+
+  // The command `exec` runs has the limit kosli-cred was given.
+  const auto ran = run({"sh", "-c", with_limit, "sh", bin("kosli-cred"), "--socket", socket(), "exec", "--profile",
+                        "it-core", "--", "sh", "-c", "ulimit -S -c"});
+  EXPECT_EQ(ran.exit_code, 0) << ran.err;
+  EXPECT_EQ(ran.out, "4096\n");
 }
 
 TEST_F(SecurityTest, OnlyAllowedProgramsGetATokenForAGuardedProfile) {
