@@ -4,6 +4,9 @@
 // allocation (string values and their buffers, the parser's buffer, object and
 // array nodes) comes from WipingAllocator, which zeroes memory before it gives
 // it back. Parse any body that holds a key or a token as a SecretJson.
+//
+// Not reached: the raw copy of each token that nlohmann's lexer keeps for its
+// error messages, a std::vector<char> with the default allocator.
 #pragma once
 
 #include <cstddef>
