@@ -1,14 +1,22 @@
 #include "client/daemon_client.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "client/autostart.hpp"
 #include "client/cli_error.hpp"
@@ -22,7 +30,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using local = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
 
 std::string unreachable_advice(const std::string& path) {
   return "start it with 'kosli-credd' (or 'systemctl --user start kosli-credd.socket'), "
@@ -31,9 +39,127 @@ std::string unreachable_advice(const std::string& path) {
 
 // Nobody listens: no socket file, or a stale one.
 bool nobody_listens(const beast::error_code& ec) {
-  return ec == asio::error::not_found || ec == asio::error::connection_refused ||
-         ec == beast::errc::no_such_file_or_directory;
+  return ec == beast::errc::no_such_file_or_directory || ec == beast::errc::connection_refused;
 }
+
+beast::error_code last_error() { return {errno, boost::system::system_category()}; }
+
+// A connected Unix socket as Beast's synchronous read and write want it (a
+// SyncReadStream and SyncWriteStream), where each call waits no later than one
+// deadline. One request needs no event loop: poll(2) before each read or write
+// is the whole of it.
+class DeadlineSocket {
+ public:
+  DeadlineSocket() = default;
+  ~DeadlineSocket() { close(); }
+  DeadlineSocket(const DeadlineSocket&) = delete;
+  DeadlineSocket& operator=(const DeadlineSocket&) = delete;
+
+  // A blocking connect(2), bounded by SO_SNDTIMEO. When the daemon's listen
+  // backlog is full, connect on a Unix socket waits for it to accept (a
+  // non-blocking one would fail with EAGAIN and connect nothing).
+  beast::error_code connect(const std::string& path) {
+    close();
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return last_error();
+    const timeval deadline{static_cast<time_t>(limits::kClientRequestDeadline.count()), 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof deadline);
+    const asio::local::stream_protocol::endpoint endpoint(path);
+    if (::connect(fd_, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
+      beast::error_code ec = last_error();
+      if (ec == beast::errc::resource_unavailable_try_again) ec = beast::error::timeout;  // still no room
+      close();
+      return ec;
+    }
+    return {};
+  }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  void expires_at(Clock::time_point deadline) { deadline_ = deadline; }
+
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers, beast::error_code& ec) {
+    return transfer(buffers, POLLIN, ec);
+  }
+  template <class ConstBufferSequence>
+  std::size_t write_some(const ConstBufferSequence& buffers, beast::error_code& ec) {
+    return transfer(buffers, POLLOUT, ec);
+  }
+  // The throwing forms the concepts also ask for; this client uses the others.
+  template <class MutableBufferSequence>
+  std::size_t read_some(const MutableBufferSequence& buffers) {
+    beast::error_code ec;
+    const auto n = read_some(buffers, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+  template <class ConstBufferSequence>
+  std::size_t write_some(const ConstBufferSequence& buffers) {
+    beast::error_code ec;
+    const auto n = write_some(buffers, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+
+ private:
+  static constexpr int kMaxIovecs = 16;
+
+  // Reads into (POLLIN) or writes from (POLLOUT) the first buffers of the
+  // sequence, once the socket is ready, or fails with timeout at the deadline.
+  template <class BufferSequence>
+  std::size_t transfer(const BufferSequence& buffers, short direction, beast::error_code& ec) {
+    ec = {};
+    iovec iov[kMaxIovecs];
+    int count = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers) && count < kMaxIovecs;
+         ++it) {
+      const auto buffer = *it;
+      if (buffer.size() == 0) continue;
+      iov[count++] = iovec{const_cast<void*>(static_cast<const void*>(buffer.data())), buffer.size()};
+    }
+    if (count == 0) return 0;
+    for (;;) {
+      if (!wait_for(direction, ec)) return 0;
+      msghdr message{};
+      message.msg_iov = iov;
+      message.msg_iovlen = static_cast<std::size_t>(count);
+      const ssize_t n = direction == POLLIN ? ::recvmsg(fd_, &message, MSG_DONTWAIT)
+                                            : ::sendmsg(fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) return static_cast<std::size_t>(n);
+      if (n == 0) {
+        ec = asio::error::eof;
+        return 0;
+      }
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      ec = last_error();
+      return 0;
+    }
+  }
+
+  bool wait_for(short direction, beast::error_code& ec) {
+    pollfd ready{fd_, direction, 0};
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now());
+      if (left.count() <= 0) {
+        ec = beast::error::timeout;
+        return false;
+      }
+      const int n = ::poll(&ready, 1, static_cast<int>(left.count()));
+      if (n > 0) return true;  // ready, or an error the next call reports
+      if (n < 0 && errno != EINTR) {
+        ec = last_error();
+        return false;
+      }
+    }
+  }
+
+  int fd_ = -1;
+  Clock::time_point deadline_ = Clock::time_point::max();
+};
 
 }  // namespace
 
@@ -41,11 +167,11 @@ class DaemonClient::Connection {
  public:
   // Connects; when nobody listens, starts kosli-credd on demand (unless
   // KOSLI_CRED_AUTOSTART=0) and connects once more.
-  explicit Connection(const std::string& path) : stream_(ioc_) {
-    beast::error_code result = connect(path);
+  explicit Connection(const std::string& path) {
+    beast::error_code result = socket_.connect(path);
     if (nobody_listens(result) && autostart_enabled()) {
       const auto not_started = start_daemon(path);
-      result = connect(path);  // also finds a daemon another client started meanwhile
+      result = socket_.connect(path);  // also finds a daemon another client started meanwhile
       if (result && not_started) {
         throw CliError(exit_code::daemon_unreachable,
                        "kosli-credd is not running and could not be started: " + *not_started);
@@ -81,16 +207,12 @@ class DaemonClient::Connection {
     parser.body_limit(limits::kMaxResponseBodyBytes);
     beast::flat_buffer buffer;
     beast::error_code write_error, result;
-    stream_.expires_after(limits::kClientRequestDeadline);
-    http::async_write(stream_, req, [&](beast::error_code ec, std::size_t) {
-      wipe(req.body());
-      write_error = ec;
-      // Read even after a failed write: a daemon that refuses this peer answers
-      // (403) and closes before reading the request.
-      http::async_read(stream_, buffer, parser, [&](beast::error_code ec2, std::size_t) { result = ec2; });
-    });
-    ioc_.restart();
-    ioc_.run();
+    socket_.expires_at(Clock::now() + limits::kClientRequestDeadline);
+    http::write(socket_, req, write_error);
+    wipe(req.body());
+    // Read even after a failed write: a daemon that refuses this peer answers
+    // (403) and closes before reading the request.
+    http::read(socket_, buffer, parser, result);
     if (buffer.size() == 0) {
       auto whole = buffer.prepare(buffer.capacity());
       wipe(whole.data(), whole.size());
@@ -110,29 +232,7 @@ class DaemonClient::Connection {
   }
 
  private:
-  // A blocking connect(2), bounded by SO_SNDTIMEO. When the daemon's listen
-  // backlog is full, a non-blocking connect on a Unix socket fails with EAGAIN
-  // and connects nothing, which Asio's async_connect takes for "in progress"
-  // and then reports as success; the first write fails with ENOTCONN. A
-  // blocking one waits for the daemon to accept.
-  beast::error_code connect(const std::string& path) {
-    beast::error_code ec;
-    stream_.close();
-    auto& socket = stream_.socket();
-    socket.open(local(), ec);
-    if (ec) return ec;
-    const timeval deadline{static_cast<time_t>(limits::kClientRequestDeadline.count()), 0};
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof deadline);
-    const local::endpoint endpoint(path);
-    if (::connect(socket.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
-      ec.assign(errno, boost::system::system_category());
-      if (ec == beast::errc::resource_unavailable_try_again) ec = beast::error::timeout;  // still no room
-    }
-    return ec;
-  }
-
-  asio::io_context ioc_;
-  beast::basic_stream<local> stream_;
+  DeadlineSocket socket_;
 };
 
 DaemonClient::DaemonClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
