@@ -116,12 +116,11 @@ std::optional<Peer> peer_of(int fd) {
   if (peer.exe.empty() || base_name(peer.exe) != kClientName || stat->ppid <= 1) return peer;
 
   peer.requester_pid = stat->ppid;
-  peer.requester.clear();
   const ProcessDir parent(stat->ppid);
-  const auto parent_stat = parent.stat();
-  if (parent_stat && parent_stat->start_ticks <= not_after) peer.requester = parent.exe();
-  // The client must still be the parent's child: else it was re-parented and
-  // the pid we read may now name someone else.
+  peer.requester = parent.exe();
+  // The client must still be the parent's child: else the parent has gone, the
+  // client was re-parented, and the pid may name someone else by now. While it
+  // is, the parent has held its pid all along, so the program read is its own.
   const auto again = client.stat();
   if (!again || again->ppid != stat->ppid) peer.requester.clear();
   return peer;
