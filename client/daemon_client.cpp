@@ -92,21 +92,23 @@ class DeadlineSocket {
   // The throwing forms the concepts also ask for; this client uses the others.
   template <class MutableBufferSequence>
   std::size_t read_some(const MutableBufferSequence& buffers) {
-    beast::error_code ec;
-    const auto n = read_some(buffers, ec);
-    if (ec) throw beast::system_error(ec);
-    return n;
+    return or_throw([&](beast::error_code& ec) { return read_some(buffers, ec); });
   }
   template <class ConstBufferSequence>
   std::size_t write_some(const ConstBufferSequence& buffers) {
-    beast::error_code ec;
-    const auto n = write_some(buffers, ec);
-    if (ec) throw beast::system_error(ec);
-    return n;
+    return or_throw([&](beast::error_code& ec) { return write_some(buffers, ec); });
   }
 
  private:
   static constexpr int kMaxIovecs = 16;
+
+  template <class Call>
+  static std::size_t or_throw(Call call) {
+    beast::error_code ec;
+    const std::size_t n = call(ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
 
   // Reads into (POLLIN) or writes from (POLLOUT) the first buffers of the
   // sequence, once the socket is ready, or fails with timeout at the deadline.

@@ -102,40 +102,46 @@ class FreedMemoryWatch {
   const std::string pattern_;
 };
 
-TEST(WipeTest, AProfileBodyLeavesNoCopyOfItsKeyInFreedMemory) {
-  const std::string key = random_key();
-  std::string body = R"({"org":"acme","host":"https://app.kosli.com","kind":"personal","api_key":)" + escaped(key) + "}";
+// How many freed blocks held `key` while `parse` turned `body` into a Result,
+// whose Secret (picked by `secret_of`) must hold the key.
+template <class Result, class Parse, class SecretOf>
+int copies_left_by(Parse parse, std::string body, const std::string& key, SecretOf secret_of) {
   FreedMemoryWatch watch(key);
   {
-    auto parsed = parse_put_profile(body);
-    ASSERT_TRUE(std::holds_alternative<PutProfileRequest>(parsed)) << std::get<CodecError>(parsed).message;
-    EXPECT_TRUE(std::get<PutProfileRequest>(parsed).api_key.equals(key));
+    auto parsed = parse(body);
+    if (!std::holds_alternative<Result>(parsed)) {
+      ADD_FAILURE() << std::get<CodecError>(parsed).message;
+      return -1;
+    }
+    EXPECT_TRUE(secret_of(std::get<Result>(parsed)).equals(key));
   }
-  EXPECT_EQ(watch.found(), 0);
+  return watch.found();
+}
+
+TEST(WipeTest, AProfileBodyLeavesNoCopyOfItsKeyInFreedMemory) {
+  const std::string key = random_key();
+  const std::string body =
+      R"({"org":"acme","host":"https://app.kosli.com","kind":"personal","api_key":)" + escaped(key) + "}";
+  EXPECT_EQ(copies_left_by<PutProfileRequest>(parse_put_profile, body, key,
+                                              [](const PutProfileRequest& r) -> const Secret& { return r.api_key; }),
+            0);
 }
 
 TEST(WipeTest, ARotateBodyLeavesNoCopyOfItsKeyInFreedMemory) {
   const std::string key = random_key();
-  std::string body = R"({"api_key":)" + escaped(key) + R"(,"verify":false,"expires_at":"2030-01-01T00:00:00Z"})";
-  FreedMemoryWatch watch(key);
-  {
-    auto parsed = parse_rotate(body);
-    ASSERT_TRUE(std::holds_alternative<RotateRequest>(parsed)) << std::get<CodecError>(parsed).message;
-    EXPECT_TRUE(std::get<RotateRequest>(parsed).api_key.equals(key));
-  }
-  EXPECT_EQ(watch.found(), 0);
+  const std::string body = R"({"api_key":)" + escaped(key) + R"(,"verify":false,"expires_at":"2030-01-01T00:00:00Z"})";
+  EXPECT_EQ(copies_left_by<RotateRequest>(parse_rotate, body, key,
+                                          [](const RotateRequest& r) -> const Secret& { return r.api_key; }),
+            0);
 }
 
 TEST(WipeTest, ATokenAnswerLeavesNoCopyOfItsTokenInFreedMemory) {
   const std::string key = random_key();
-  std::string body = R"({"token":)" + escaped(key) + R"(,"token_type":"Bearer","org":"acme","host":"https://app.kosli.com","expires_at":null})";
-  FreedMemoryWatch watch(key);
-  {
-    auto parsed = parse_token(body);
-    ASSERT_TRUE(std::holds_alternative<TokenResponse>(parsed)) << std::get<CodecError>(parsed).message;
-    EXPECT_TRUE(std::get<TokenResponse>(parsed).token.equals(key));
-  }
-  EXPECT_EQ(watch.found(), 0);
+  const std::string body = R"({"token":)" + escaped(key) +
+                           R"(,"token_type":"Bearer","org":"acme","host":"https://app.kosli.com","expires_at":null})";
+  EXPECT_EQ(copies_left_by<TokenResponse>(parse_token, body, key,
+                                          [](const TokenResponse& r) -> const Secret& { return r.token; }),
+            0);
 }
 
 TEST(WipeTest, AnImportFileLeavesNoCopyOfItsKeysInFreedMemory) {
