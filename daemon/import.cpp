@@ -25,7 +25,6 @@ extern char** environ;
 namespace kosli::daemon {
 namespace {
 
-
 // The Kosli CLI's own variables.
 constexpr const char* kTokenVar = "KOSLI_API_TOKEN";
 constexpr const char* kOrgVar = "KOSLI_ORG";

@@ -1,5 +1,5 @@
-// What a user, or someone trying to take a key, can observe of the daemon's
-// defenses: the audit trail, locked memory, no core dumps, per-profile allowed
+// What a user, or someone trying to take a key, can observe of the defenses of the
+// daemon and the client: the audit trail, locked memory, no core dumps, per-profile allowed
 // programs, and a configuration file that says exactly what is wrong with it.
 #include <fcntl.h>
 #include <spawn.h>
