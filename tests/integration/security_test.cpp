@@ -137,7 +137,9 @@ TEST_F(SecurityTest, TheClientWritesNoCoreFileButTheCommandItRunsKeepsItsLimit) 
   Daemon daemon(socket(), {"--backend", "memory"});
   ASSERT_EQ(store("it-core", unique_key()).exit_code, 0);
   // Both run with a soft limit of 4096 blocks, so a 0 can only be kosli-cred's doing.
-  const std::string with_limit = "ulimit -S -c 4096 && exec \"$@\"";
+  // (AddressSanitizer sets it to 0 itself before main unless told not to.)
+  const std::string with_limit =
+      "ulimit -S -c 4096 && ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0\" exec \"$@\"";
 
   // kosli-cred waiting for git's request on stdin, a key possibly on its way.
   int input[2];
