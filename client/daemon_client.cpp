@@ -194,7 +194,7 @@ class DaemonClient::Connection {
   }
 
   HttpResult request(std::string_view method, const std::string& target, std::string* body,
-                     const std::string& path) {
+                     std::chrono::seconds deadline, const std::string& path) {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
@@ -209,7 +209,7 @@ class DaemonClient::Connection {
     parser.body_limit(limits::kMaxResponseBodyBytes);
     beast::flat_buffer buffer;
     beast::error_code write_error, result;
-    socket_.expires_at(Clock::now() + limits::kClientRequestDeadline);
+    socket_.expires_at(Clock::now() + deadline);
     http::write(socket_, req, write_error);
     wipe(req.body());
     // Read even after a failed write: a daemon that refuses this peer answers
@@ -221,8 +221,8 @@ class DaemonClient::Connection {
     }
     if (result == beast::error::timeout) {
       throw CliError(exit_code::daemon_unreachable,
-                     "kosli-credd at " + path + " did not answer within " +
-                         std::to_string(limits::kClientRequestDeadline.count()) + " s");
+                     "kosli-credd at " + path + " did not answer within " + std::to_string(deadline.count()) +
+                         " s");
     }
     if (result && write_error) result = write_error;
     if (result) {
@@ -240,9 +240,10 @@ class DaemonClient::Connection {
 DaemonClient::DaemonClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
 DaemonClient::~DaemonClient() = default;
 
-HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body) {
+HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body,
+                                 std::chrono::seconds deadline) {
   if (!connection_) connection_ = std::make_unique<Connection>(socket_path_);
-  HttpResult result = connection_->request(method, target, body, socket_path_);
+  HttpResult result = connection_->request(method, target, body, deadline, socket_path_);
   if (result.status >= 200 && result.status < 300) return result;
   const auto error = parse_error_body(result.body);
   wipe(result.body);

@@ -1,9 +1,12 @@
 // Talks HTTP/1.1 to kosli-credd over its Unix socket. Beast stays in the .cpp.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "proto/limits.hpp"
 
 namespace kosli::client {
 
@@ -20,10 +23,11 @@ class DaemonClient {
   const std::string& socket_path() const { return socket_path_; }
 
   // Sends one request and returns a 2xx answer. Throws CliError: exit 4 when the
-  // daemon cannot be reached or does not answer in time, and the daemon's own
-  // error (mapped to an exit code) for a non-2xx answer. `body`, when given, is
-  // wiped once sent.
-  HttpResult request(std::string_view method, const std::string& target, std::string* body = nullptr);
+  // daemon cannot be reached or does not answer within `deadline`, and the
+  // daemon's own error (mapped to an exit code) for a non-2xx answer. `body`,
+  // when given, is wiped once sent.
+  HttpResult request(std::string_view method, const std::string& target, std::string* body = nullptr,
+                     std::chrono::seconds deadline = limits::kClientRequestDeadline);
 
  private:
   class Connection;

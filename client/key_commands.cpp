@@ -9,6 +9,7 @@
 #include "client/commands.hpp"
 #include "client/key_input.hpp"
 #include "proto/errors.hpp"
+#include "proto/limits.hpp"
 #include "proto/profile.hpp"
 #include "proto/routes.hpp"
 #include "proto/time_format.hpp"
@@ -29,7 +30,8 @@ void warn(const std::string& text) { std::fprintf(stderr, "kosli-cred: warning: 
 }  // namespace
 
 int cmd_verify(DaemonClient& daemon, const std::string& profile, bool as_json) {
-  const auto result = daemon.request("POST", route_target(Route::verify, profile));
+  const auto result = daemon.request("POST", route_target(Route::verify, profile), nullptr,
+                                     limits::kClientKosliRequestDeadline);
   const auto j = parse_answer(result.body);
   const std::string outcome = j.value("result", "");
   const std::string message = j.value("message", "");
@@ -72,7 +74,8 @@ int cmd_rotate(DaemonClient& daemon, const RotateArgs& args) {
   }
 
   std::string body = serialize_rotate(request);
-  const auto result = daemon.request("POST", route_target(Route::rotate, args.profile), &body);
+  const auto result = daemon.request("POST", route_target(Route::rotate, args.profile), &body,
+                                     limits::kClientKosliRequestDeadline);
   const auto j = parse_answer(result.body);
   const auto meta = profile_from_json(j.value("profile", json::object()));
   if (!meta) throw CliError(exit_code::error, "kosli-credd sent a profile this client cannot read");

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <variant>
 
+#include "proto/limits.hpp"
 #include "proto/secret.hpp"
 
 namespace kosli::daemon {
@@ -32,8 +33,8 @@ struct KosliApiOptions {
   std::chrono::milliseconds handshake_deadline{5000};
   // Sending the request and reading the answer, per attempt.
   std::chrono::milliseconds request_deadline{8000};
-  // A whole call, retries included: verify answers well within the client's 15 s.
-  std::chrono::milliseconds call_deadline{12000};
+  // A whole call, retries included (the client waits longer for verify and rotate).
+  std::chrono::milliseconds call_deadline{limits::kKosliCallDeadline};
   int max_attempts = 3;
   std::chrono::milliseconds first_backoff{250};  // doubled after each retry
 };

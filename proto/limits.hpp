@@ -39,7 +39,14 @@ inline constexpr std::size_t kMaxOpenConnections = 256;
 
 // Each call into the keyring (one D-Bus round trip or a few) must finish in this.
 inline constexpr std::chrono::seconds kStoreCallDeadline{5};
+// One call to Kosli's API, its retries included.
+inline constexpr std::chrono::seconds kKosliCallDeadline{12};
 // How long the client waits for the daemon to answer one request.
 inline constexpr std::chrono::seconds kClientRequestDeadline{15};
+// ... and a verify or a rotate, which waits for Kosli besides the keyring: the
+// key read, one Kosli call, the result or the new key stored, with room to spare
+// for a store call queued before them.
+inline constexpr std::chrono::seconds kClientKosliRequestDeadline{45};
+static_assert(kClientKosliRequestDeadline > kKosliCallDeadline + 3 * kStoreCallDeadline);
 
 }  // namespace kosli::limits

@@ -6,6 +6,7 @@
 // warnings and refusals, and scheduled rotation.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "proto/limits.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/standin.hpp"
 
@@ -82,6 +84,40 @@ class SilentServer {
  private:
   int fd_;
   int port_ = 0;
+};
+
+// A stand-in for kosli-credd on a Unix socket that answers its one request with
+// `body` after `delay`, as the daemon does when Kosli is slow to answer.
+class SlowDaemon {
+ public:
+  SlowDaemon(const std::string& path, std::chrono::seconds delay, std::string body)
+      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    const bool listening = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd_, 1) == 0;
+    EXPECT_TRUE(listening) << path;
+    thread_ = std::thread([this, delay, body = std::move(body)] {
+      const int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;  // closed unused
+      char request[4096];
+      [[maybe_unused]] const auto got = ::read(client, request, sizeof request);  // one small request
+      std::this_thread::sleep_for(delay);  // the behaviour under test, not a wait for readiness
+      const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+      [[maybe_unused]] const auto sent = ::write(client, answer.data(), answer.size());
+      ::close(client);
+    });
+  }
+  ~SlowDaemon() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes an accept that never got a client
+    thread_.join();
+    ::close(fd_);
+  }
+
+ private:
+  int fd_;
+  std::thread thread_;
 };
 
 json key_entry(const std::string& key, const std::string& org = "acme", const std::string& key_id = "k1") {
@@ -306,6 +342,21 @@ TEST_F(KosliApiTest, VerifyOfAnUnreachableHostSaysWhyWithin15Seconds) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(cred(socket(), {"token", "--profile", "it-refused"}).exit_code, 0);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(3)) << "tokens waited for Kosli";
   EXPECT_EQ(slow.get().exit_code, 1);
+}
+
+// The daemon answers a verify only once Kosli has (up to 12 s, retries included)
+// and the keyring has: the client waits longer for it than for other requests.
+TEST_F(KosliApiTest, TheClientWaitsForAVerifyLongerThanForOtherRequests) {
+  const auto delay = limits::kClientRequestDeadline + std::chrono::seconds(1);
+  const std::string slow_socket = dir_.path() + "/slow-daemon.sock";
+  SlowDaemon slow(slow_socket, delay,
+                  R"({"result":"valid","message":"Kosli accepts the key","fingerprint":"sha256:ab","org":"acme",)"
+                  R"("host":"https://app.kosli.com"})");
+  const auto started = Clock::now();
+  const auto verify = cred(slow_socket, {"verify", "--profile", "it-slow"});
+  EXPECT_GE(Clock::now() - started, delay);
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_NE(verify.out.find("Kosli accepts the key"), std::string::npos) << verify.out;
 }
 
 TEST_F(KosliApiTest, RetriesAreBoundedAndOnlyWhereSafe) {
