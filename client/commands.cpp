@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +47,9 @@ void warn_if_not_persistent(const ProfileMeta& meta) {
                "(backend 'memory'); it is lost when the daemon stops\n",
                meta.name.c_str());
 }
+
+// Through stdio, as everything else these commands print.
+void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 std::string when(std::int64_t t) { return t == 0 ? "never" : format_rfc3339(t); }
 
@@ -198,12 +200,12 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
   const auto result = daemon.request("GET", route_target(Route::list_profiles));
   const auto j = parse_json(result.body);
   if (as_json) {
-    std::cout << j.dump(2) << '\n';
+    print_json(j);
     return exit_code::ok;
   }
   const auto profiles = j.value("profiles", json::array());
   if (profiles.empty()) {
-    std::cout << "No profiles. Store one with: kosli-cred store --org ORG < key-file\n";
+    std::printf("No profiles. Store one with: kosli-cred store --org ORG < key-file\n");
     return exit_code::ok;
   }
   std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", "PROFILE", "ORG", "HOST", "KIND", "EXPIRES", "LEFT", "KEY");
@@ -229,7 +231,7 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
   const auto result = daemon.request("GET", route_target(Route::get_profile, profile));
   const auto j = parse_json(result.body);
   if (as_json) {
-    std::cout << j.dump(2) << '\n';
+    print_json(j);
     return exit_code::ok;
   }
   const auto meta = parse_profile(j);
@@ -263,7 +265,7 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
   const auto result = daemon.request("GET", route_target(Route::health));
   const auto j = parse_json(result.body);
   if (as_json) {
-    std::cout << j.dump(2) << '\n';
+    print_json(j);
     return exit_code::ok;
   }
   const bool persistent = j.value("persistent", false);

@@ -1,7 +1,6 @@
 // kosli-cred verify and kosli-cred rotate: the commands that ask Kosli, through
 // the daemon, about a key.
 #include <cstdio>
-#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -39,7 +38,7 @@ int cmd_verify(DaemonClient& daemon, const std::string& profile, bool as_json) {
                    : outcome == kVerifyInvalid ? exit_code::key_rejected
                                                : exit_code::error;
   if (as_json) {
-    std::cout << j.dump(2) << '\n';
+    std::printf("%s\n", j.dump(2).c_str());
   } else if (code == exit_code::ok) {
     std::printf("Profile '%s': Kosli accepts the key (%s) for org %s on %s.\n", profile.c_str(),
                 j.value("fingerprint", "?").c_str(), j.value("org", "?").c_str(), j.value("host", "?").c_str());
