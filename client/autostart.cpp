@@ -37,7 +37,14 @@ bool executable(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
-// $KOSLI_CREDD, else kosli-credd beside this executable, else on PATH.
+// Where kosli-credd is installed, relative to this executable's directory: the
+// same for bin/kosli-cred, the bin directory for the full command line in
+// libexec/kosli-cred (client/CMakeLists.txt sets it for each).
+#ifndef KOSLI_CREDD_DIR_FROM_EXE
+#define KOSLI_CREDD_DIR_FROM_EXE "."
+#endif
+
+// $KOSLI_CREDD, else kosli-credd beside kosli-cred, else on PATH.
 std::optional<std::string> find_credd(std::string& problem) {
   if (const char* given = std::getenv(std::string(kCreddEnv).c_str()); given != nullptr && *given != '\0') {
     if (executable(given)) return std::string(given);
@@ -48,7 +55,7 @@ std::optional<std::string> find_credd(std::string& problem) {
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (n > 0) {
     std::string beside(self, static_cast<std::size_t>(n));
-    beside = beside.substr(0, beside.rfind('/') + 1) + "kosli-credd";
+    beside = beside.substr(0, beside.rfind('/') + 1) + KOSLI_CREDD_DIR_FROM_EXE "/kosli-credd";
     if (executable(beside)) return beside;
   }
   const char* path = std::getenv("PATH");

@@ -16,6 +16,13 @@
 
 namespace kosli::client {
 
+// git runs `git-credential-<helper> <operation>`: kosli-cred installed under this
+// name (a link) speaks the protocol, as `kosli-cred git-credential <operation>`.
+inline constexpr std::string_view kGitHelperName = "git-credential-kosli";
+inline bool invoked_as_git_helper(std::string_view argv0) {
+  return argv0.substr(argv0.rfind('/') + 1) == kGitHelperName;
+}
+
 // git's own limit on one line of the protocol.
 inline constexpr std::size_t kMaxGitCredentialLine = 65535;
 

@@ -1,4 +1,6 @@
-// kosli-cred: asks kosli-credd for Kosli API tokens, and manages its profiles.
+// kosli-cred's full command line (libexec/kosli-cred/kosli-cred): every command,
+// parsed by CLI11. bin/kosli-cred serves the plain forms of token, header and
+// exec itself and execs this for everything else (client/fast_path.hpp).
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -19,9 +21,6 @@ namespace {
 
 using namespace kosli;
 using namespace kosli::client;
-
-// Invoked as git-credential-kosli (git runs `git-credential-<helper> <op>`).
-constexpr std::string_view kGitHelperName = "git-credential-kosli";
 
 // --profile > KOSLI_PROFILE > "default", validated before anything is sent.
 void add_profile_option(CLI::App* cmd, std::string& profile) {
@@ -66,8 +65,7 @@ int main(int argc, char** argv) {
   // as `kosli-cred git-credential …`.
   std::vector<char*> args(argv, argv + argc);
   std::string git_command = "git-credential";
-  const std::string_view program = argv[0];
-  if (program.substr(program.rfind('/') + 1) == kGitHelperName) args.insert(args.begin() + 1, git_command.data());
+  if (invoked_as_git_helper(argv[0])) args.insert(args.begin() + 1, git_command.data());
   const std::string_view only = command_named(args);
   argc = static_cast<int>(args.size());
   argv = args.data();
@@ -180,7 +178,7 @@ int main(int argc, char** argv) {
   }
 
   DaemonClient daemon(resolve_socket_path(socket));
-  try {
+  return run_reporting_errors([&] {
     auto ran = [](const CLI::App* cmd) { return cmd != nullptr && cmd->parsed(); };
     if (ran(store_cmd)) return cmd_store(daemon, store);
     if (ran(token_cmd)) return cmd_token(daemon, profile, json);
@@ -194,12 +192,6 @@ int main(int argc, char** argv) {
     if (ran(status_cmd)) return cmd_status(daemon, json);
     if (ran(lock_cmd)) return cmd_lock(daemon);
     if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
-  } catch (const CliError& e) {
-    std::fprintf(stderr, "kosli-cred: %s\n", e.what());
-    return e.exit_code;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kosli-cred: %s\n", e.what());
-    return exit_code::error;
-  }
-  return exit_code::usage;
+    return exit_code::usage;
+  });
 }

@@ -241,6 +241,7 @@ TEST_F(LifecycleTest, InstallIntoDestdirPutsEachFileInItsPlace) {
                              "usr/bin/kosli-credd",
                              "usr/bin/kosli-cred",
                              "usr/bin/git-credential-kosli",
+                             "usr/libexec/kosli-cred/kosli-cred",
                              "usr/lib/systemd/user/kosli-credd.socket",
                              "usr/lib/systemd/user/kosli-credd.service",
                              "usr/share/man/man1/kosli-credd.1",
@@ -253,6 +254,10 @@ TEST_F(LifecycleTest, InstallIntoDestdirPutsEachFileInItsPlace) {
   }
   // The link is relative, so it works wherever the tree is unpacked.
   EXPECT_EQ(fs::read_symlink(stage + "/usr/bin/git-credential-kosli"), "kosli-cred");
+  // So is the way to the full command line: the installed kosli-cred finds it.
+  const auto version = run({stage + "/usr/bin/kosli-cred", "--version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_EQ(version.out, std::string(KOSLI_TEST_VERSION) + "\n");
 
   const std::string socket_unit = read_file(stage + "/usr/lib/systemd/user/kosli-credd.socket");
   for (const char* line : {"ListenStream=%t/kosli-cred/sock", "SocketMode=0600", "DirectoryMode=0700",
@@ -318,6 +323,7 @@ TEST_F(LifecycleTest, CpackBuildsADebWithTheUnitsAndItsDependencies) {
   for (const char* path : {"./usr/lib/systemd/user/kosli-credd.socket", "./usr/lib/systemd/user/kosli-credd.service",
                            "./usr/bin/kosli-credd", "./usr/bin/kosli-cred",
                            "./usr/bin/git-credential-kosli -> kosli-cred",
+                           "./usr/libexec/kosli-cred/kosli-cred",
                            "./usr/share/man/man1/kosli-credd.1",
                            "./usr/share/bash-completion/completions/kosli-cred"}) {
     EXPECT_NE(listing.out.find(path), std::string::npos) << path << "\n" << listing.out;
@@ -420,6 +426,14 @@ TEST_F(LifecycleTest, BareStatusStartsTheDaemonOnDemand) {
   EXPECT_EQ(serving_pid(expected_socket), pid);
   EXPECT_TRUE(stop_it.stop()) << "it did not stop on SIGTERM";
   EXPECT_FALSE(fs::exists(expected_socket));
+
+  // `token`, which bin/kosli-cred serves without the full command line, starts
+  // it too: the daemon answers that there is no profile yet.
+  const auto token = run({bin("kosli-cred"), "token"}, env);
+  StopOnExit stop_again(serving_pid(expected_socket));
+  EXPECT_EQ(token.exit_code, 3) << token.err;
+  EXPECT_NE(token.err.find("no profile named 'default'"), std::string::npos) << token.err;
+  EXPECT_TRUE(stop_again.stop());
 }
 
 TEST_F(LifecycleTest, OnDemandStartThatFailsExitsFourWithOneSentence) {

@@ -1,0 +1,76 @@
+// kosli-cred (bin/kosli-cred): asks kosli-credd for Kosli API tokens, and
+// manages its profiles.
+//
+// The plain forms of token, header and exec, which scripts run before every
+// Kosli call, are served here without CLI11; everything else is handed, argv
+// unchanged, to the full command line in libexec (client/fast_path.hpp).
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "client/cli_error.hpp"
+#include "client/commands.hpp"
+#include "client/core_dumps.hpp"
+#include "client/fast_path.hpp"
+#include "client/git_credential.hpp"
+#include "proto/errors.hpp"
+#include "proto/socket_path.hpp"
+
+// The full command line, relative to this executable's directory
+// (client/CMakeLists.txt: the same in the build tree and where it is installed).
+#ifndef KOSLI_CLI_FROM_EXE
+#error "client/CMakeLists.txt defines KOSLI_CLI_FROM_EXE"
+#endif
+
+namespace {
+
+using namespace kosli;
+using namespace kosli::client;
+
+// Replaces this process with the full command line; returns only when it cannot.
+int run_full_command_line(char** argv) {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    std::fprintf(stderr, "kosli-cred: cannot find its own executable (/proc/self/exe): %s\n", std::strerror(errno));
+    return exit_code::error;
+  }
+  std::string path(self, static_cast<std::size_t>(n));
+  path.resize(path.rfind('/') + 1);
+  path += KOSLI_CLI_FROM_EXE;
+  ::execv(path.c_str(), argv);  // argv[0] too: it may say git-credential-kosli
+  std::fprintf(stderr, "kosli-cred: cannot run its full command line %s: %s\n", path.c_str(), std::strerror(errno));
+  return exit_code::error;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 1 || invoked_as_git_helper(argv[0])) return run_full_command_line(argv);
+  auto fast = recognise_fast(std::span<char* const>(argv + 1, static_cast<std::size_t>(argc - 1)),
+                             std::getenv("KOSLI_PROFILE"));
+  if (!fast) return run_full_command_line(argv);
+
+  disable_core_dumps();
+  // A daemon that closes mid-request must give an error, not kill the client.
+  std::signal(SIGPIPE, SIG_IGN);
+  DaemonClient daemon(resolve_socket_path(fast->socket));
+  return run_reporting_errors([&] {
+    switch (fast->command) {
+      case FastCommand::token:
+        return cmd_token(daemon, fast->profile, fast->json);
+      case FastCommand::header:
+        return cmd_header(daemon, fast->profile);
+      case FastCommand::exec:
+        return cmd_exec(daemon, fast->profile, std::move(fast->exec_command));
+    }
+    return exit_code::usage;
+  });
+}

@@ -1,0 +1,127 @@
+// bin/kosli-cred serves the plain forms of token, header and exec itself and
+// hands everything else to the full command line (libexec/kosli-cred/kosli-cred,
+// CLI11). A user must not be able to tell which of the two answered.
+#include <unistd.h>
+
+#include <climits>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/harness.hpp"
+
+namespace kosli::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kFullCommandLine = KOSLI_TEST_FULL_CLI;
+
+std::string this_program() {
+  char path[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  return n > 0 ? std::string(path, static_cast<std::size_t>(n)) : std::string();
+}
+
+class FastPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(cred(socket(), {"store", "--profile", "default", "--org", "acme"}, RunOptions{default_key_}).exit_code, 0);
+    ASSERT_EQ(cred(socket(), {"store", "--profile", "ci", "--org", "ci-org", "--region", "us"}, RunOptions{ci_key_})
+                  .exit_code,
+              0);
+  }
+
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+
+  TempDir dir_;
+  Daemon daemon_{socket(), {"--backend", "memory"}};
+  std::string default_key_ = unique_key();
+  std::string ci_key_ = unique_key();
+};
+
+TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
+  struct Case {
+    std::vector<std::string> args;  // after --socket S
+    std::vector<std::pair<std::string, std::string>> env;
+  };
+  const std::string show_env = R"(printf '%s|%s|%s|' "$KOSLI_API_TOKEN" "$KOSLI_ORG" "$KOSLI_HOST"; exit 3)";
+  const std::vector<Case> cases = {
+      {{"token"}, {}},
+      {{"token", "--profile", "ci"}, {}},
+      {{"token", "-p", "ci", "--json"}, {}},
+      {{"token", "--profile=ci"}, {}},
+      {{"token"}, {{"KOSLI_PROFILE", "ci"}}},
+      {{"token", "--profile", "nobody"}, {}},                // exit 3
+      {{"token"}, {{"KOSLI_PROFILE", "not a name"}}},        // exit 2, CLI11's message
+      {{"token", "--profile", "ci", "--profile", "ci"}, {}},  // exit 2
+      {{"token", "-pci"}, {}},                               // CLI11's own short form
+      {{"token", "--bogus"}, {}},
+      {{"header", "-p", "ci"}, {}},
+      {{"header"}, {}},
+      {{"exec", "--profile", "ci", "--", "sh", "-c", show_env}, {}},
+      {{"exec", "--", "sh", "-c", show_env}, {}},
+      {{"exec", "--", "no-such-program-kosli"}, {}},  // 127
+      {{"exec", "sh"}, {}},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"--socket", socket()};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    std::string shown;
+    for (const auto& arg : args) shown += " " + arg;
+    for (const auto& [name, value] : c.env) shown = name + "=" + value + shown;
+
+    std::vector<std::string> fast = {bin("kosli-cred")}, full = {kFullCommandLine};
+    fast.insert(fast.end(), args.begin(), args.end());
+    full.insert(full.end(), args.begin(), args.end());
+    const auto a = run(fast, RunOptions{"", c.env});
+    const auto b = run(full, RunOptions{"", c.env});
+    EXPECT_EQ(a.exit_code, b.exit_code) << shown << "\n" << a.err << b.err;
+    EXPECT_EQ(a.out, b.out) << shown;
+    EXPECT_EQ(a.err, b.err) << shown;
+  }
+  // And the answers are the right ones, not merely the same.
+  EXPECT_EQ(cred(socket(), {"token", "-p", "ci"}).out, ci_key_ + "\n");
+  EXPECT_EQ(cred(socket(), {"header"}).out, "Authorization: Bearer " + default_key_ + "\n");
+  const auto shown = cred(socket(), {"exec", "-p", "ci", "--", "sh", "-c", show_env});
+  EXPECT_EQ(shown.exit_code, 3);
+  EXPECT_EQ(shown.out, ci_key_ + "|ci-org|https://app.us.kosli.com|");
+
+  // kosli-credd takes both for the client: the program that ran it is the requester.
+  daemon_.stop();
+  const std::string me = this_program();
+  std::size_t tokens = 0;
+  for (const auto& record : audit_records(daemon_.audit_log())) {
+    if (record.value("event", "") != "token" || record.value("result", "") != "issued") continue;
+    ++tokens;
+    EXPECT_EQ(record.value("requester", ""), me) << record.dump();
+  }
+  EXPECT_EQ(tokens, 2 * 12 + 3u);  // twelve cases issue a token, each run twice
+}
+
+// The fast path needs nothing but bin/kosli-cred; the rest says what is missing.
+TEST_F(FastPathTest, AKosliCredWithoutItsFullCommandLineStillServesTokens) {
+  const std::string lone = dir_.path() + "/bin/kosli-cred";
+  fs::create_directories(dir_.path() + "/bin");
+  fs::copy_file(bin("kosli-cred"), lone);
+
+  const auto token = run({lone, "--socket", socket(), "token", "-p", "ci"});
+  EXPECT_EQ(token.exit_code, 0) << token.err;
+  EXPECT_EQ(token.out, ci_key_ + "\n");
+
+  for (std::vector<std::string> args : {std::vector<std::string>{"list"}, {"token", "--help"}}) {
+    args.insert(args.begin(), {lone, "--socket", socket()});
+    const auto other = run(args);
+    EXPECT_EQ(other.exit_code, 1);
+    EXPECT_EQ(other.out, "");
+    EXPECT_EQ(other.err.rfind("kosli-cred: cannot run its full command line " + dir_.path() + "/bin/", 0), 0)
+        << other.err;
+    EXPECT_NE(other.err.find("libexec/kosli-cred/kosli-cred: No such file or directory\n"), std::string::npos)
+        << other.err;
+  }
+}
+
+}  // namespace
+}  // namespace kosli::test
