@@ -194,11 +194,11 @@ class DaemonClient::Connection {
   }
 
   HttpResult request(std::string_view method, const std::string& target, std::string* body,
-                     std::chrono::seconds deadline, const std::string& path) {
+                     std::chrono::seconds deadline, const std::string& path, bool keep_alive) {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
-    req.keep_alive(true);
+    req.keep_alive(keep_alive);
     if (body != nullptr) {
       req.set(http::field::content_type, "application/json");
       req.body() = std::move(*body);
@@ -237,13 +237,16 @@ class DaemonClient::Connection {
   DeadlineSocket socket_;
 };
 
-DaemonClient::DaemonClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+DaemonClient::DaemonClient(std::string socket_path, Connections connections)
+    : socket_path_(std::move(socket_path)), connections_(connections) {}
 DaemonClient::~DaemonClient() = default;
 
 HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body,
                                  std::chrono::seconds deadline) {
   if (!connection_) connection_ = std::make_unique<Connection>(socket_path_);
-  HttpResult result = connection_->request(method, target, body, deadline, socket_path_);
+  const bool keep_alive = connections_ == Connections::kept;
+  HttpResult result = connection_->request(method, target, body, deadline, socket_path_, keep_alive);
+  if (!keep_alive) connection_.reset();
   if (result.status >= 200 && result.status < 300) return result;
   const auto error = parse_error_body(result.body);
   wipe(result.body);

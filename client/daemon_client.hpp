@@ -17,7 +17,13 @@ struct HttpResult {
 
 class DaemonClient {
  public:
-  explicit DaemonClient(std::string socket_path);
+  // kept: one connection serves every request (commands that make several).
+  // one_per_request: each request says "Connection: close" and gets its own, so
+  // kosli-credd closes it as soon as it has answered, instead of waiting for
+  // this process to exit (the commands that make one request).
+  enum class Connections { kept, one_per_request };
+
+  explicit DaemonClient(std::string socket_path, Connections connections = Connections::kept);
   ~DaemonClient();
 
   const std::string& socket_path() const { return socket_path_; }
@@ -32,7 +38,8 @@ class DaemonClient {
  private:
   class Connection;
   std::string socket_path_;
-  std::unique_ptr<Connection> connection_;  // kept alive between requests
+  Connections connections_;
+  std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 
 }  // namespace kosli::client

@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   disable_core_dumps();
   // A daemon that closes mid-request must give an error, not kill the client.
   std::signal(SIGPIPE, SIG_IGN);
-  DaemonClient daemon(resolve_socket_path(fast->socket));
+  // Each of these commands makes one request.
+  DaemonClient daemon(resolve_socket_path(fast->socket), DaemonClient::Connections::one_per_request);
   return run_reporting_errors([&] {
     switch (fast->command) {
       case FastCommand::token:
