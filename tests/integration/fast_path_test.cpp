@@ -43,9 +43,11 @@ class FastPathTest : public ::testing::Test {
 };
 
 TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
+  enum SocketAt { first, last, last_with_equals };
   struct Case {
-    std::vector<std::string> args;  // after --socket S
+    std::vector<std::string> args;  // and --socket S, first unless said
     std::vector<std::pair<std::string, std::string>> env;
+    SocketAt socket_at = first;
   };
   const std::string show_env = R"(printf '%s|%s|%s|' "$KOSLI_API_TOKEN" "$KOSLI_ORG" "$KOSLI_HOST"; exit 3)";
   const std::vector<Case> cases = {
@@ -65,10 +67,15 @@ TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
       {{"exec", "--", "sh", "-c", show_env}, {}},
       {{"exec", "--", "no-such-program-kosli"}, {}},  // 127
       {{"exec", "sh"}, {}},
+      {{"token", "-p", "ci"}, {}, last_with_equals},
+      {{"header"}, {}, last},
+      {{"exec", "-p", "ci", "--socket", socket(), "--", "sh", "-c", show_env}, {}},  // --socket twice
   };
   for (const auto& c : cases) {
-    std::vector<std::string> args = {"--socket", socket()};
-    args.insert(args.end(), c.args.begin(), c.args.end());
+    std::vector<std::string> args = c.args;
+    if (c.socket_at == first) args.insert(args.begin(), {"--socket", socket()});
+    if (c.socket_at == last) args.insert(args.end(), {"--socket", socket()});
+    if (c.socket_at == last_with_equals) args.push_back("--socket=" + socket());
     std::string shown;
     for (const auto& arg : args) shown += " " + arg;
     for (const auto& [name, value] : c.env) shown = name + "=" + value + shown;
@@ -98,7 +105,7 @@ TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
     ++tokens;
     EXPECT_EQ(record.value("requester", ""), me) << record.dump();
   }
-  EXPECT_EQ(tokens, 2 * 12 + 3u);  // twelve cases issue a token, each run twice
+  EXPECT_EQ(tokens, 2 * 14 + 3u);  // fourteen cases issue a token, each run twice
 }
 
 // The fast path needs nothing but bin/kosli-cred; the rest says what is missing.
