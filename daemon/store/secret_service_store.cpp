@@ -12,6 +12,10 @@
 #include <thread>
 #include <utility>
 
+// For the D-Bus-path functions (secret-paths.h): a key read without a
+// SecretItem proxy (FoundItem below). "Unstable" in name only: unchanged since
+// libsecret 0.7.
+#define SECRET_API_SUBJECT_TO_CHANGE
 #include <libsecret/secret.h>
 
 #include "proto/limits.hpp"
@@ -79,6 +83,16 @@ struct ErrorFree {
   void operator()(GError* e) const { if (e) g_error_free(e); }
 };
 
+struct StrvFree {
+  void operator()(gchar** v) const { g_strfreev(v); }
+};
+using StrvPtr = std::unique_ptr<gchar*, StrvFree>;
+
+struct VariantUnref {
+  void operator()(GVariant* v) const { if (v) g_variant_unref(v); }
+};
+using VariantPtr = std::unique_ptr<GVariant, VariantUnref>;
+
 // Owns a GList of SecretItem from a search.
 class ItemList {
  public:
@@ -140,7 +154,8 @@ Attributes to_attributes(const ProfileMeta& m) {
   };
 }
 
-ProfileMeta to_meta(const Attributes& a, SecretItem* item) {
+// `created`: the item's own creation time, for items stored without created_at.
+ProfileMeta to_meta(const Attributes& a, std::int64_t created) {
   ProfileMeta m;
   m.name = attr(a, kAttrProfile);
   m.org = attr(a, kAttrOrg);
@@ -150,7 +165,7 @@ ProfileMeta to_meta(const Attributes& a, SecretItem* item) {
   m.service_account = attr(a, kAttrServiceAccount);
   m.key_id = attr(a, kAttrKeyId);
   m.created_at = attr_int(a, kAttrCreatedAt);
-  if (m.created_at == 0) m.created_at = static_cast<std::int64_t>(secret_item_get_created(item));
+  if (m.created_at == 0) m.created_at = created;
   m.description = attr(a, kAttrDescription);
   m.fingerprint = attr(a, kAttrFingerprint);
   m.last_verified_at = attr_int(a, kAttrLastVerifiedAt);
@@ -158,6 +173,36 @@ ProfileMeta to_meta(const Attributes& a, SecretItem* item) {
   m.persistent = true;
   return m;
 }
+
+ProfileMeta to_meta(SecretItem* item) {
+  return to_meta(item_attributes(item), static_cast<std::int64_t>(secret_item_get_created(item)));
+}
+
+// Which of two items for one profile is the newer (a replace cut short leaves two).
+std::pair<std::int64_t, std::int64_t> stored_when(const Attributes& a) {
+  return {attr_int(a, kAttrCreatedAt), attr_int(a, kAttrStoredAt)};
+}
+
+// An item another program deleted while we read it (gnome-keyring answers for a
+// deleted item with UnknownMethod).
+bool item_vanished(const GError* error) {
+  return g_error_matches(error, SECRET_ERROR, SECRET_ERROR_NO_SUCH_OBJECT) ||
+         g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
+         g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT);
+}
+
+// An item as a search finds it, read with plain D-Bus calls rather than as a
+// SecretItem. libsecret makes each SecretItem a D-Bus proxy, and a proxy costs
+// two calls to the bus itself (StartServiceByName, GetNameOwner) and a match
+// rule added and removed, before its own GetAll: reading a key took five round
+// trips and four more messages. This way it takes three: SearchItems, GetAll,
+// GetSecrets.
+struct FoundItem {
+  std::string path;
+  Attributes attributes;
+  std::int64_t created = 0;
+  bool locked = false;
+};
 
 // Only the attributes this schema defines (libsecret adds xdg:schema).
 Attributes own_attributes(const Attributes& a) {
@@ -304,16 +349,69 @@ class SecretServiceStore::Impl {
       ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), flags,
                                                call.cancellable(), &error));
       if (error == nullptr) return std::variant<ItemList, StoreError>(std::move(list));
-      // (gnome-keyring answers for a deleted item with UnknownMethod.)
-      const bool item_vanished = g_error_matches(error, SECRET_ERROR, SECRET_ERROR_NO_SUCH_OBJECT) ||
-                                 g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
-                                 g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT);
-      if (attempt < kSearchAttempts && !call.cancelled() && item_vanished) {
+      if (attempt < kSearchAttempts && !call.cancelled() && item_vanished(error)) {
         g_error_free(error);
         continue;
       }
       return fail(call, error, "searching the keyring");
     }
+  }
+
+  // The items of one profile, as FoundItem. An item deleted meanwhile fails
+  // the read: nullopt, and `vanished` says so (search again).
+  std::variant<std::vector<FoundItem>, StoreError> find_items(const Call& call, SecretService* service,
+                                                              std::string_view name, bool& vanished) {
+    vanished = false;
+    const auto table = to_hash_table({{kAttrProfile, std::string(name)}});
+    GError* error = nullptr;
+    gchar** unlocked = nullptr;
+    gchar** locked = nullptr;
+    if (!secret_service_search_for_dbus_paths_sync(service, schema(), table.get(), call.cancellable(), &unlocked,
+                                                   &locked, &error)) {
+      return fail(call, error, "searching the keyring");
+    }
+    const StrvPtr unlocked_paths(unlocked), locked_paths(locked);
+    std::vector<FoundItem> items;
+    for (const auto& [paths, is_locked] : {std::pair{unlocked, false}, std::pair{locked, true}}) {
+      for (gchar** path = paths; path != nullptr && *path != nullptr; ++path) {
+        auto item = read_item(call, service, *path, error);
+        if (!item) {
+          if (item_vanished(error) && !call.cancelled()) {
+            g_error_free(error);
+            vanished = true;
+            return items;
+          }
+          return fail(call, error, "reading a key's attributes");
+        }
+        item->locked = is_locked;
+        items.push_back(std::move(*item));
+      }
+    }
+    return items;
+  }
+
+  // One item's attributes and creation time: Properties.GetAll, on the
+  // connection libsecret opened.
+  static std::optional<FoundItem> read_item(const Call& call, SecretService* service, const char* path,
+                                            GError*& error) {
+    auto* proxy = G_DBUS_PROXY(service);
+    VariantPtr reply(g_dbus_connection_call_sync(
+        g_dbus_proxy_get_connection(proxy), g_dbus_proxy_get_name(proxy), path, "org.freedesktop.DBus.Properties",
+        "GetAll", g_variant_new("(s)", "org.freedesktop.Secret.Item"), G_VARIANT_TYPE("(a{sv})"),
+        G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, call.cancellable(), &error));
+    if (!reply) return std::nullopt;
+    VariantPtr properties(g_variant_get_child_value(reply.get(), 0));
+    FoundItem item{path, {}, 0, false};
+    if (VariantPtr attributes{g_variant_lookup_value(properties.get(), "Attributes", G_VARIANT_TYPE("a{ss}"))}) {
+      GVariantIter it;
+      const gchar* key = nullptr;
+      const gchar* value = nullptr;
+      g_variant_iter_init(&it, attributes.get());
+      while (g_variant_iter_next(&it, "{&s&s}", &key, &value)) item.attributes.emplace(key, value);
+    }
+    guint64 created = 0;
+    if (g_variant_lookup(properties.get(), "Created", "t", &created)) item.created = static_cast<std::int64_t>(created);
+    return item;
   }
 
   // The newest item (highest created_at, then stored_at_ns) among the list;
@@ -323,8 +421,7 @@ class SecretServiceStore::Impl {
     std::pair<std::int64_t, std::int64_t> best_at{-1, -1};
     for (GList* l = list.items; l != nullptr; l = l->next) {
       auto* item = static_cast<SecretItem*>(l->data);
-      const auto attributes = item_attributes(item);
-      const std::pair at{attr_int(attributes, kAttrCreatedAt), attr_int(attributes, kAttrStoredAt)};
+      const auto at = stored_when(item_attributes(item));
       if (at > best_at) {
         best = item;
         best_at = at;
@@ -361,7 +458,7 @@ StoreResult<std::vector<ProfileMeta>> SecretServiceStore::list(Deadline deadline
   std::map<std::string, ProfileMeta> by_name;
   for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
     auto* item = static_cast<SecretItem*>(l->data);
-    ProfileMeta meta = to_meta(item_attributes(item), item);
+    ProfileMeta meta = to_meta(item);
     if (!valid_profile_name(meta.name)) continue;
     const auto it = by_name.find(meta.name);
     if (it == by_name.end() || it->second.created_at < meta.created_at) {
@@ -380,26 +477,47 @@ StoreResult<std::optional<ProfileMeta>> SecretServiceStore::find(std::string_vie
   if (auto* e = std::get_if<StoreError>(&found)) return *e;
   SecretItem* item = Impl::newest(std::get<ItemList>(found));
   if (item == nullptr) return std::optional<ProfileMeta>{};
-  return std::optional<ProfileMeta>{to_meta(item_attributes(item), item)};
+  return std::optional<ProfileMeta>{to_meta(item)};
 }
 
 StoreResult<std::optional<StoredKey>> SecretServiceStore::load(std::string_view name, Deadline deadline) {
   Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name, true);
-  if (auto* e = std::get_if<StoreError>(&found)) return *e;
-  SecretItem* item = Impl::newest(std::get<ItemList>(found));
-  if (item == nullptr) return std::optional<StoredKey>{};
-  if (secret_item_get_locked(item)) return locked_error();
-  SecretValue* value = secret_item_get_secret(item);
-  if (value == nullptr) {
-    return StoreError{StoreError::Kind::internal,
-                      "the keyring returned no secret for profile '" + std::string(name) + "'"};
+  auto s = impl_->service(call);
+  if (auto* e = std::get_if<StoreError>(&s)) return *e;
+  SecretService* service = std::get<SecretService*>(s);
+  // An item another program deletes while it is read: search again, a few times at most.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    bool vanished = false;
+    auto found = impl_->find_items(call, service, name, vanished);
+    if (auto* e = std::get_if<StoreError>(&found)) return *e;
+    const auto& items = std::get<std::vector<FoundItem>>(found);
+    if (vanished && attempt < kAttempts) continue;
+    const FoundItem* newest = nullptr;
+    for (const auto& item : items) {
+      if (newest == nullptr || stored_when(item.attributes) > stored_when(newest->attributes)) newest = &item;
+    }
+    if (newest == nullptr) return std::optional<StoredKey>{};
+    if (newest->locked) return locked_error();
+
+    GError* error = nullptr;
+    SecretValue* value =
+        secret_service_get_secret_for_dbus_path_sync(service, newest->path.c_str(), call.cancellable(), &error);
+    if (value == nullptr && error != nullptr && item_vanished(error) && attempt < kAttempts && !call.cancelled()) {
+      g_error_free(error);
+      continue;
+    }
+    if (error != nullptr) return impl_->fail(call, error, "reading the key");
+    if (value == nullptr) {
+      return StoreError{StoreError::Kind::internal,
+                        "the keyring returned no secret for profile '" + std::string(name) + "'"};
+    }
+    gsize length = 0;
+    const gchar* bytes = secret_value_get(value, &length);
+    StoredKey stored{to_meta(newest->attributes, newest->created), Secret(std::string_view(bytes, length))};
+    secret_value_unref(value);  // libsecret keeps the bytes in its own wiped, secure memory
+    return std::optional<StoredKey>{std::move(stored)};
   }
-  gsize length = 0;
-  const gchar* bytes = secret_value_get(value, &length);
-  StoredKey stored{to_meta(item_attributes(item), item), Secret(std::string_view(bytes, length))};
-  secret_value_unref(value);  // libsecret keeps the bytes in its own wiped, secure memory
-  return std::optional<StoredKey>{std::move(stored)};
 }
 
 StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret& key, Deadline deadline) {
