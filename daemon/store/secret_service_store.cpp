@@ -333,20 +333,18 @@ class SecretServiceStore::Impl {
   }
 
   // Items of this schema, for one profile or (name empty) all of them.
-  std::variant<ItemList, StoreError> search(const Call& call, std::string_view name, bool load_secrets) {
+  std::variant<ItemList, StoreError> search(const Call& call, std::string_view name) {
     auto s = service(call);
     if (auto* e = std::get_if<StoreError>(&s)) return *e;
     Attributes query;
     if (!name.empty()) query.emplace(kAttrProfile, std::string(name));
     const auto table = to_hash_table(query);
-    const auto flags = static_cast<SecretSearchFlags>(
-        SECRET_SEARCH_ALL | (load_secrets ? SECRET_SEARCH_LOAD_SECRETS : SECRET_SEARCH_NONE));
     // An item another program deletes between the search and the reading of
     // its attributes fails the whole search: search again, a few times at most.
     constexpr int kSearchAttempts = 3;
     for (int attempt = 1;; ++attempt) {
       GError* error = nullptr;
-      ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), flags,
+      ItemList list(secret_service_search_sync(std::get<SecretService*>(s), schema(), table.get(), SECRET_SEARCH_ALL,
                                                call.cancellable(), &error));
       if (error == nullptr) return std::variant<ItemList, StoreError>(std::move(list));
       if (attempt < kSearchAttempts && !call.cancelled() && item_vanished(error)) {
@@ -357,8 +355,8 @@ class SecretServiceStore::Impl {
     }
   }
 
-  // The items of one profile, as FoundItem. An item deleted meanwhile fails
-  // the read: nullopt, and `vanished` says so (search again).
+  // The items of one profile, as FoundItem. An item another program deletes
+  // meanwhile ends the reading early, with `vanished` set: search again.
   std::variant<std::vector<FoundItem>, StoreError> find_items(const Call& call, SecretService* service,
                                                               std::string_view name, bool& vanished) {
     vanished = false;
@@ -453,7 +451,7 @@ std::optional<StoreError> SecretServiceStore::probe(Deadline deadline) {
 
 StoreResult<std::vector<ProfileMeta>> SecretServiceStore::list(Deadline deadline) {
   Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, {}, false);
+  auto found = impl_->search(call, {});
   if (auto* e = std::get_if<StoreError>(&found)) return *e;
   std::map<std::string, ProfileMeta> by_name;
   for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
@@ -473,7 +471,7 @@ StoreResult<std::vector<ProfileMeta>> SecretServiceStore::list(Deadline deadline
 
 StoreResult<std::optional<ProfileMeta>> SecretServiceStore::find(std::string_view name, Deadline deadline) {
   Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name, false);
+  auto found = impl_->search(call, name);
   if (auto* e = std::get_if<StoreError>(&found)) return *e;
   SecretItem* item = Impl::newest(std::get<ItemList>(found));
   if (item == nullptr) return std::optional<ProfileMeta>{};
@@ -538,7 +536,7 @@ StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret&
   }
   if (secret_collection_get_locked(collection.get())) return locked_error();
 
-  auto before = impl_->search(call, meta.name, false);
+  auto before = impl_->search(call, meta.name);
   if (auto* e = std::get_if<StoreError>(&before)) return *e;
 
   // Store the new item first and drop the old ones only after: an interruption
@@ -572,7 +570,7 @@ StoreResult<bool> SecretServiceStore::record_verification(std::string_view name,
                                                           std::int64_t at, std::string_view result,
                                                           Deadline deadline) {
   Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name, false);
+  auto found = impl_->search(call, name);
   if (auto* e = std::get_if<StoreError>(&found)) return *e;
   SecretItem* item = Impl::newest(std::get<ItemList>(found));
   if (item == nullptr) return false;
@@ -591,7 +589,7 @@ StoreResult<bool> SecretServiceStore::record_verification(std::string_view name,
 
 StoreResult<bool> SecretServiceStore::erase(std::string_view name, Deadline deadline) {
   Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name, false);
+  auto found = impl_->search(call, name);
   if (auto* e = std::get_if<StoreError>(&found)) return *e;
   bool existed = false;
   for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
