@@ -80,21 +80,57 @@ AuditLog::~AuditLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void AuditLog::record(const AuditRecord& r, const Peer& peer) {
-  nlohmann::json j{{"time", now_rfc3339_ms()},
-                   {"event", r.event},
-                   {"result", r.result},
-                   {"pid", peer.pid},
-                   {"uid", peer.uid},
-                   {"exe", peer.exe.empty() ? nlohmann::json(nullptr) : nlohmann::json(peer.exe)}};
-  if (!r.profile.empty()) j["profile"] = r.profile;
-  if (!peer.requester.empty()) {
-    j["requester"] = peer.requester;
-    j["requester_pid"] = peer.requester_pid;
+std::string AuditLog::format(const AuditRecord& r, const Peer& peer, std::string_view time) {
+  // One JSON object a line, its keys in the order nlohmann's object dump gives
+  // them. Each string is nlohmann's (escaped, invalid UTF-8 replaced); the
+  // object around them is put together here: building it as an nlohmann::json
+  // took 3.3 us a token, a third of the daemon's work for a cached token.
+  std::string line;
+  line.reserve(256);
+  const auto key = [&line](std::string_view name) {
+    line += line.empty() ? "{\"" : ",\"";
+    line += name;
+    line += "\":";
+  };
+  const auto text = [&line](std::string_view value) {
+    line += nlohmann::json(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  if (!r.detail.empty()) {
+    key("detail");
+    text(r.detail);
   }
-  if (!r.detail.empty()) j["detail"] = r.detail;
-  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  line += '\n';
+  key("event");
+  text(r.event);
+  key("exe");
+  if (peer.exe.empty()) {
+    line += "null";
+  } else {
+    text(peer.exe);
+  }
+  key("pid");
+  line += std::to_string(peer.pid);
+  if (!r.profile.empty()) {
+    key("profile");
+    text(r.profile);
+  }
+  if (!peer.requester.empty()) {
+    key("requester");
+    text(peer.requester);
+    key("requester_pid");
+    line += std::to_string(peer.requester_pid);
+  }
+  key("result");
+  text(r.result);
+  key("time");
+  text(time);
+  key("uid");
+  line += std::to_string(peer.uid);
+  line += "}\n";
+  return line;
+}
+
+void AuditLog::record(const AuditRecord& r, const Peer& peer) {
+  const std::string line = format(r, peer, now_rfc3339_ms());
   std::function<void()> schedule;  // called outside the lock, as a copy: write_through may clear it
   {
     std::lock_guard lock(mutex_);

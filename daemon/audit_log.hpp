@@ -47,6 +47,8 @@ class AuditLog {
   const std::string& target() const { return target_; }
 
   void record(const AuditRecord& record, const Peer& peer);
+  // The line record() writes, at `time` (RFC 3339, milliseconds, UTC).
+  static std::string format(const AuditRecord& record, const Peer& peer, std::string_view time);
 
   // From now on, lines wait in memory and `schedule_flush` is called (from the
   // thread of the record) whenever the first one arrives; it must see that

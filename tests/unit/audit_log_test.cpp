@@ -41,6 +41,39 @@ class AuditLogTest : public ::testing::Test {
   const Peer peer_{4321, 1000, 1000, "/usr/bin/kosli", "/usr/bin/kosli", 4321};
 };
 
+// The line is put together by hand around nlohmann's strings: it must be what
+// an nlohmann::json object of the same fields dumps, for awkward values too.
+TEST(AuditLogFormatTest, IsTheJsonObjectOfTheRecordOnOneLine) {
+  const std::string bad_utf8 = "caf\xc3(";
+  struct Case {
+    AuditRecord record;
+    Peer peer;
+  };
+  const std::vector<Case> cases = {
+      {{"token", "default", "issued", "cached"}, {1234, 1000, 1000, "/usr/bin/kosli-cred", "/bin/bash", 99}},
+      {{"connection", "", "refused", "uid not allowed"}, {7, 1001, 1001, "", "", 0}},
+      {{"store", "ci", "error", "quote \" backslash \\ newline \n tab \t bell \a"},
+       {42, 0, 0, "/opt/odd dir/\"x\"", "/tmp/" + bad_utf8, 41}},
+      {{"verify", "us", "ok", ""}, {5, 1000, 1000, "/usr/bin/kosli-cred", "", 0}},
+  };
+  for (const auto& [r, peer] : cases) {
+    nlohmann::json j{{"time", "2026-11-26T20:30:00.123Z"},
+                     {"event", r.event},
+                     {"result", r.result},
+                     {"pid", peer.pid},
+                     {"uid", peer.uid},
+                     {"exe", peer.exe.empty() ? nlohmann::json(nullptr) : nlohmann::json(peer.exe)}};
+    if (!r.profile.empty()) j["profile"] = r.profile;
+    if (!peer.requester.empty()) {
+      j["requester"] = peer.requester;
+      j["requester_pid"] = peer.requester_pid;
+    }
+    if (!r.detail.empty()) j["detail"] = r.detail;
+    EXPECT_EQ(AuditLog::format(r, peer, "2026-11-26T20:30:00.123Z"),
+              j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
+}
+
 TEST_F(AuditLogTest, WritesEachRecordAtOnceUntilTheServerTakesWritesOver) {
   AuditLog audit(path());
   audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
