@@ -51,11 +51,8 @@ std::optional<std::string> find_credd(std::string& problem) {
     problem = std::string(kCreddEnv) + "=" + given + " is not an executable file";
     return std::nullopt;
   }
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    std::string beside(self, static_cast<std::size_t>(n));
-    beside = beside.substr(0, beside.rfind('/') + 1) + KOSLI_CREDD_DIR_FROM_EXE "/kosli-credd";
+  if (const auto dir = this_program_directory()) {
+    const std::string beside = *dir + KOSLI_CREDD_DIR_FROM_EXE "/kosli-credd";
     if (executable(beside)) return beside;
   }
   const char* path = std::getenv("PATH");
@@ -194,6 +191,14 @@ std::string on_demand_log_path() {
     return std::string(home) + "/.local/state/kosli-cred/kosli-credd.log";
   }
   return {};
+}
+
+std::optional<std::string> this_program_directory() {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return std::nullopt;
+  const std::string_view path(self, static_cast<std::size_t>(n));
+  return std::string(path.substr(0, path.rfind('/') + 1));
 }
 
 std::optional<std::string> start_daemon(const std::string& socket_path) {

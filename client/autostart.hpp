@@ -24,6 +24,10 @@ inline constexpr std::chrono::seconds kStartDeadline{10};
 
 bool autostart_enabled();
 
+// The directory of the running executable (/proc/self/exe), ending in '/';
+// nullopt, with errno set, when it cannot be read.
+std::optional<std::string> this_program_directory();
+
 // Where a daemon started on demand writes its log:
 // $XDG_STATE_HOME/kosli-cred/kosli-credd.log (~/.local/state without it).
 std::string on_demand_log_path();

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +14,7 @@
 #include <span>
 #include <string>
 
+#include "client/autostart.hpp"
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
 #include "client/core_dumps.hpp"
@@ -36,15 +36,12 @@ using namespace kosli::client;
 
 // Replaces this process with the full command line; returns only when it cannot.
 int run_full_command_line(char** argv) {
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) {
+  const auto dir = this_program_directory();
+  if (!dir) {
     std::fprintf(stderr, "kosli-cred: cannot find its own executable (/proc/self/exe): %s\n", std::strerror(errno));
     return exit_code::error;
   }
-  std::string path(self, static_cast<std::size_t>(n));
-  path.resize(path.rfind('/') + 1);
-  path += KOSLI_CLI_FROM_EXE;
+  const std::string path = *dir + KOSLI_CLI_FROM_EXE;
   ::execv(path.c_str(), argv);  // argv[0] too: it may say git-credential-kosli
   std::fprintf(stderr, "kosli-cred: cannot run its full command line %s: %s\n", path.c_str(), std::strerror(errno));
   return exit_code::error;
