@@ -125,11 +125,9 @@ int cmd_store(DaemonClient& daemon, const StoreArgs& args) {
   }
   put.kind = kind_from_name(args.kind).value_or(KeyKind::service_account);
   if (!args.expires_at.empty()) {
-    const auto t = parse_rfc3339(args.expires_at);
-    if (!t) {
-      throw CliError(exit_code::usage, "--expires-at must be an RFC 3339 time such as 2027-01-31T00:00:00Z");
-    }
-    put.expires_at = *t;
+    auto t = parse_expiry(args.expires_at, "--expires-at");
+    if (auto* problem = std::get_if<std::string>(&t)) throw CliError(exit_code::usage, std::move(*problem));
+    put.expires_at = std::get<std::int64_t>(t);
   }
   put.description = args.description;
   put.service_account = args.service_account;

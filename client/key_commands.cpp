@@ -53,9 +53,9 @@ int cmd_rotate(DaemonClient& daemon, const RotateArgs& args) {
   RotateRequest request;
   request.via_api = args.via_api;
   if (!args.expires_at.empty()) {
-    const auto t = parse_rfc3339(args.expires_at);
-    if (!t) throw CliError(exit_code::usage, "--expires-at must be an RFC 3339 time such as 2027-01-31T00:00:00Z");
-    request.expires_at = *t;
+    auto t = parse_expiry(args.expires_at, "--expires-at");
+    if (auto* problem = std::get_if<std::string>(&t)) throw CliError(exit_code::usage, std::move(*problem));
+    request.expires_at = std::get<std::int64_t>(t);
   }
   if (args.via_api) {
     request.grace_period_hours = args.grace_hours.value_or(kDefaultGraceHours);

@@ -122,10 +122,8 @@ ImportResult import_file(const std::string& path) {
   std::string text;
   if (auto problem = read_whole(path, text)) return what + ": " + *problem;
   // Parsed as a SecretJson: each buffer that held a key is wiped when freed.
-  SecretJson list = SecretJson::parse(text, nullptr, /*allow_exceptions=*/false);
-  wipe(text);
-
-  if (list.is_discarded()) return what + ": not valid JSON";
+  SecretJson list;
+  if (auto problem = parse_secret_json(text, list)) return what + ": " + *problem;
   if (!list.is_array()) {
     return what + ": expected a JSON list of profiles: [{\"name\":…,\"org\":…,\"api_key\":…}, …]";
   }

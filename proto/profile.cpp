@@ -51,6 +51,15 @@ std::string dump_reserved(const json& j, std::size_t secret_bytes, std::size_t o
   return out;
 }
 
+// 0 (1970-01-01T00:00:00Z) once meant "never" on the wire; as a time a key
+// expires it is a mistake, and taking it for "never" would hide one.
+std::string epoch_is_not_an_expiry(std::string_view field) {
+  const bool option = field.substr(0, 2) == "--";
+  return (option ? std::string(field) : "the field '" + std::string(field) + "'") +
+         " is 1970-01-01T00:00:00Z (0), which is not when a key expires; give its real expiry" +
+         (option ? ", or leave it out" : ", or null when it is not known");
+}
+
 bool valid_identifier(std::string_view s) {
   return !s.empty() && s.size() <= limits::kMaxIdentifierBytes &&
          std::isalnum(static_cast<unsigned char>(s.front())) &&
@@ -156,17 +165,29 @@ std::optional<ProfileMeta> profile_from_json(const json& j) {
 std::optional<std::string> api_key_problem(std::string_view key) {
   if (key.empty()) return "the API key is empty";
   if (key.size() > limits::kMaxKeyBytes) return "the API key is longer than any Kosli key";
-  if (!printable(key)) {
-    return "the API key contains a control character (a NUL, a newline or similar); "
-           "paste the key alone";
+  // A key travels in an Authorization header: no Kosli key holds anything but
+  // visible ASCII. What else arrives is a copy-and-paste stowaway (a trailing
+  // space, a no-break or zero-width space, a line separator, a control).
+  if (!std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+    return "the API key contains a space, a control character or a character outside ASCII "
+           "(a trailing space, a no-break or zero-width space, a line separator?), which no Kosli key "
+           "does; paste the key alone";
   }
   return std::nullopt;
 }
 
+std::variant<std::int64_t, std::string> parse_expiry(std::string_view text, std::string_view option) {
+  const auto t = parse_rfc3339(text);
+  if (!t || *t < 0 || *t > kLatestTime) {
+    return std::string(option) + " must be an RFC 3339 time such as 2027-01-31T00:00:00Z";
+  }
+  if (*t == 0) return epoch_is_not_an_expiry(option);
+  return *t;
+}
+
 std::variant<PutProfileRequest, CodecError> parse_put_profile(std::string& body) {
-  SecretJson j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
-  wipe(body);
-  if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
+  SecretJson j;
+  if (auto problem = parse_secret_json(body, j)) return CodecError{j.is_discarded() ? "the body is " + *problem : *problem};
   return put_profile_from_json(j);
 }
 
@@ -228,6 +249,7 @@ std::variant<PutProfileRequest, CodecError> put_profile_from_json(SecretJson& j)
     if (!t) {
       return CodecError{"the field 'expires_at' must be an RFC 3339 time, Unix seconds or null"};
     }
+    if (*t == 0 && !it->is_null()) return CodecError{epoch_is_not_an_expiry("expires_at")};
     r.expires_at = *t;
   }
   return r;
@@ -299,9 +321,8 @@ bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now
 }
 
 std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
-  SecretJson j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
-  wipe(body);
-  if (j.is_discarded()) return CodecError{"the body is not valid JSON (UTF-8)"};
+  SecretJson j;
+  if (auto problem = parse_secret_json(body, j)) return CodecError{j.is_discarded() ? "the body is " + *problem : *problem};
   if (!j.is_object()) return CodecError{"the body must be a JSON object"};
 
   RotateRequest r;
@@ -327,6 +348,7 @@ std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
   const auto read_time = [](const SecretJson& v, const char* field) -> std::variant<std::int64_t, CodecError> {
     const auto t = time_from_json(v);
     if (!t) return CodecError{std::string("the field '") + field + "' must be an RFC 3339 time, Unix seconds or null"};
+    if (*t == 0 && !v.is_null()) return CodecError{epoch_is_not_an_expiry(field)};
     return *t;
   };
 

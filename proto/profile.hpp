@@ -75,8 +75,12 @@ std::variant<PutProfileRequest, CodecError> put_profile_from_json(SecretJson& bo
 // Serialises a PUT body. The caller wipes the returned string after sending it.
 std::string serialize_put_profile(const PutProfileRequest& request);
 
-// Checks an API key: not empty, not too long, no control characters.
+// Checks an API key: not empty, not too long, visible ASCII only.
 std::optional<std::string> api_key_problem(std::string_view key);
+
+// Reads a key's expiry as a person gives it (`option`: "--expires-at"): an
+// RFC 3339 time after 1970-01-01T00:00:00Z, or the sentence saying what is wrong.
+std::variant<std::int64_t, std::string> parse_expiry(std::string_view text, std::string_view option);
 
 // The body of GET /v1/profiles/{name}/token, with everything but the token.
 struct TokenInfo {

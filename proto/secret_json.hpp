@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,11 @@ struct WipingAllocator {
 using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 using SecretJson = nlohmann::basic_json<std::map, std::vector, WipingString, bool, std::int64_t, std::uint64_t,
                                         double, WipingAllocator>;
+
+// Parses a body that holds a key into `out` and wipes `text`. Stricter than
+// nlohmann's parse: a field named twice in one object is refused, where
+// nlohmann keeps the last (so {"api_key":"","api_key":"x"} would store "x"
+// past a check that read the first). Returns the problem, or nullopt.
+std::optional<std::string> parse_secret_json(std::string& text, SecretJson& out);
 
 }  // namespace kosli

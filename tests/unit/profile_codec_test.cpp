@@ -104,7 +104,28 @@ TEST(ParsePutProfile, ReadsExpiresAtAsRfc3339UnixSecondsOrNull) {
   EXPECT_EQ(expires_at("2026-11-26T13:19:46+02:00"), 1795691986);
   EXPECT_EQ(expires_at(1795691986), 1795691986);
   EXPECT_EQ(expires_at(nullptr), 0);
-  EXPECT_EQ(expires_at(0), 0);
+}
+
+// 0 was once "never"; as an expiry it is a mistake that would read as "never".
+TEST(ParsePutProfile, RefusesTheEpochAsAnExpiry) {
+  EXPECT_TRUE(Mentions(error_with("expires_at", 0), "'expires_at' is 1970-01-01T00:00:00Z"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", "1970-01-01T00:00:00Z"), "not when a key expires"));
+  EXPECT_TRUE(Mentions(error_with("expires_at", "1970-01-01T01:00:00+01:00"), "not when a key expires"));
+}
+
+TEST(ParsePutProfile, RefusesAFieldGivenTwice) {
+  // nlohmann alone keeps the last: the empty key would pass its check, then "x" be stored.
+  const std::string twice = R"({"org":"acme","host":"https://app.kosli.com","kind":"personal",)"
+                            R"("api_key":"","api_key":"key-123"})";
+  EXPECT_TRUE(Mentions(parse_put_error(twice), "the field 'api_key' is given twice"));
+  const std::string org_twice = R"({"org":"acme","org":"evil","host":"https://app.kosli.com",)"
+                                R"("kind":"personal","api_key":"key-123"})";
+  EXPECT_TRUE(Mentions(parse_put_error(org_twice), "the field 'org' is given twice"));
+  // The same name in two objects is not a duplicate.
+  std::string rotate = R"({"via_api":{"expires_at":null},"expires_at":null})";
+  auto parsed = parse_rotate(rotate);
+  ASSERT_TRUE(std::holds_alternative<CodecError>(parsed));
+  EXPECT_FALSE(Mentions(std::get<CodecError>(parsed).message, "twice"));
 }
 
 TEST(ParsePutProfile, WipesTheInputBody) {
@@ -135,6 +156,20 @@ TEST(ParsePutProfile, RefusesAnApiKeyThatCannotBeReal) {
   // nlohmann writes the NUL as the JSON escape \u0000.
   EXPECT_TRUE(Mentions(error_with("api_key", std::string("ke\0y", 4)), "control character"));
   EXPECT_TRUE(Mentions(error_with("api_key", std::string(5000, 'k')), "API key"));
+}
+
+// What a copy and paste brings along, and no Kosli key holds; the message
+// never repeats the key.
+TEST(ParsePutProfile, RefusesStowawaysFromACopyAndPaste) {
+  for (const std::string key : {"key-123 ", " key-123", "key 123", "key-123\u00a0", "key\u200b-123",
+                                "key-123\u2028", "key\u0085-123", "key\u009b-123", "key\u00e9-123",
+                                "key-123\\t"}) {
+    const auto error = parse_put_error(R"({"org":"acme","host":"https://app.kosli.com","kind":"personal",)"
+                                       R"("api_key":")" + key + R"("})");
+    EXPECT_TRUE(Mentions(error, "no Kosli key does")) << key;
+    EXPECT_FALSE(Mentions(error, "key-123")) << error;
+    EXPECT_FALSE(Mentions(error, "123")) << error;
+  }
 }
 
 TEST(ParsePutProfile, NamesTheMissingField) {
