@@ -12,7 +12,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -644,6 +646,82 @@ TEST_F(KeyringFaultTest, ARestartedSessionBusIsUsedAgainWithoutRestartingTheDaem
   EXPECT_EQ(store("it-bus-new", unique_key()).exit_code, 0);
   EXPECT_EQ(daemon.log().find("CRITICAL"), std::string::npos) << daemon.log();
   EXPECT_EQ(daemon.stop(), 0);
+}
+
+// A stand-in for kosli-credd that answers every token with an empty one.
+class EmptyTokenDaemon {
+ public:
+  explicit EmptyTokenDaemon(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 8) != 0) {
+      throw std::runtime_error("cannot listen on " + path);
+    }
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EmptyTokenDaemon() {
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      // Requests without bodies, one after another on the connection.
+      std::string pending;
+      char buf[4096];
+      for (;;) {
+        const auto end = pending.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          const ssize_t n = ::read(c, buf, sizeof buf);
+          if (n <= 0) break;
+          pending.append(buf, static_cast<std::size_t>(n));
+          continue;
+        }
+        const bool token = pending.substr(0, end).find("/token ") != std::string::npos;
+        pending.erase(0, end + 4);
+        const json profile = {{"name", "it-fake"}, {"org", "acme"}, {"host", "https://app.kosli.com"},
+                              {"kind", "service-account"}, {"persistent", true}};
+        const std::string body = token ? json{{"token", ""}, {"token_type", "Bearer"}, {"org", "acme"},
+                                              {"host", "https://app.kosli.com"}}.dump()
+                                       : json{{"profiles", json::array({profile})}}.dump();
+        const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                     std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (::write(c, response.data(), response.size()) < 0) break;
+      }
+      ::close(c);
+    }
+  }
+
+  int fd_ = -1;
+  std::thread thread_;
+};
+
+TEST(EmptyTokenTest, NoClientHandsOnAnEmptyTokenAsSuccess) {
+  TempDir dir;
+  const std::string socket = dir.path() + "/sock";
+  EmptyTokenDaemon fake(socket);
+  const std::vector<std::pair<std::string, std::string>> env = {{"KOSLI_CRED_SOCKET", socket}};
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"token", "--profile", "it-fake"},
+        std::vector<std::string>{"token", "--profile", "it-fake", "--json"},
+        std::vector<std::string>{"header", "--profile", "it-fake"},
+        std::vector<std::string>{"exec", "--profile", "it-fake", "--", "sh", "-c", "echo ran"}}) {
+    const auto r = cred(socket, command);
+    EXPECT_EQ(r.exit_code, 1) << command[0] << ": " << r.out;
+    EXPECT_TRUE(r.out.empty()) << command[0] << ": " << r.out;
+    EXPECT_NE(r.err.find("an empty token"), std::string::npos) << command[0] << ": " << r.err;
+  }
+  const auto git = run({bin("git-credential-kosli"), "get"},
+                       RunOptions{"protocol=https\nhost=app.kosli.com\n\n", env});
+  EXPECT_EQ(git.exit_code, 1) << git.out;
+  EXPECT_EQ(git.out.find("password="), std::string::npos) << git.out;
+  EXPECT_NE(git.err.find("an empty token"), std::string::npos) << git.err;
 }
 
 }  // namespace
