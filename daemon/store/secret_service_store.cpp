@@ -18,6 +18,10 @@
 #define SECRET_API_SUBJECT_TO_CHANGE
 #include <libsecret/secret.h>
 
+#include <spdlog/spdlog.h>
+
+#include "daemon/store/session_bus.hpp"
+#include "proto/display.hpp"
 #include "proto/limits.hpp"
 
 namespace kosli::daemon {
@@ -227,6 +231,13 @@ StoreError locked_error() {
                     "or open Seahorse and unlock the Login keyring), then try again"};
 }
 
+StoreError no_valid_secret(std::string_view name) {
+  return StoreError{StoreError::Kind::internal,
+                    "the keyring holds profile '" + std::string(name) +
+                        "' but no valid key for it (its secret is empty or malformed: a store cut short?); "
+                        "store the key again: kosli-cred store --profile " + std::string(name) + " --org ORG"};
+}
+
 }  // namespace
 
 bool session_bus_configured() {
@@ -307,9 +318,12 @@ class SecretServiceStore::Impl {
     GPtr<GCancellable> cancellable_;
   };
 
-  // Turns a GError into a StoreError, forgetting the connection when it broke.
+  // Turns a GError into a StoreError, forgetting the service (and the
+  // connection, once closed) so that the next call starts afresh.
   StoreError fail(const Call& call, GError* raw, const char* doing) {
     std::unique_ptr<GError, ErrorFree> error(raw);
+    stale_ = !call.cancelled() && (connection_gone(error.get()) ||
+                                   g_error_matches(error.get(), SECRET_ERROR, SECRET_ERROR_NO_SUCH_OBJECT));
     reset();
     if (call.cancelled()) {
       return unavailable(std::string("the Secret Service did not answer within ") +
@@ -320,13 +334,42 @@ class SecretServiceStore::Impl {
                        (error ? std::string(" (") + error->message + ")" : std::string()));
   }
 
+  // Runs one operation; when it failed because the keyring or the bus went
+  // away since the last call (a restarted gnome-keyring has a new name on the
+  // bus and knows nothing of our session), runs it once more on a fresh
+  // connection, so the first request after a restart works.
+  template <class Operation>
+  auto once_more_if_stale(Deadline deadline, Operation&& operation) {
+    Call call(*this, deadline);
+    stale_ = false;
+    auto result = operation(call);
+    if (std::holds_alternative<StoreError>(result) && stale_ && !call.cancelled()) {
+      stale_ = false;
+      result = operation(call);
+    }
+    return result;
+  }
+
   std::variant<SecretService*, StoreError> service(const Call& call) {
     if (service_) return service_.get();
     if (!session_bus_configured()) {
       return unavailable("no D-Bus session bus is configured (DBUS_SESSION_BUS_ADDRESS is unset)");
     }
+    // The connection libsecret will use (GLib's shared one), made in context_
+    // (see release_closed()). A bus that goes away must cost a reconnection,
+    // not the daemon: GLib's default for the session bus is to end the process.
     GError* error = nullptr;
-    SecretService* s = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, call.cancellable(), &error);
+    g_main_context_push_thread_default(context_.get());
+    GPtr<GDBusConnection> bus(g_bus_get_sync(G_BUS_TYPE_SESSION, call.cancellable(), &error));
+    SecretService* s = nullptr;
+    if (bus) {
+      g_dbus_connection_set_exit_on_close(bus.get(), FALSE);
+      s = secret_service_open_sync(SECRET_TYPE_SERVICE, nullptr, SECRET_SERVICE_OPEN_SESSION, call.cancellable(),
+                                   &error);
+    }
+    g_main_context_pop_thread_default(context_.get());
+    if (!bus) return fail(call, error, "connecting to the D-Bus session bus");
+    bus.reset();  // the service holds it
     if (s == nullptr) return fail(call, error, "connecting");
     service_.reset(s);
     return s;
@@ -428,180 +471,318 @@ class SecretServiceStore::Impl {
     return best;
   }
 
-  void reset() {
-    if (service_) {
-      service_.reset();
-      secret_service_disconnect();
+  // Whether the default collection is locked. A search in a keyring that was
+  // never unlocked finds nothing (its attributes are encrypted), which must not
+  // read as "no such profile": the callers ask this when a search came back empty.
+  std::variant<bool, StoreError> default_locked(const Call& call, SecretService* service) {
+    auto* proxy = G_DBUS_PROXY(service);
+    GDBusConnection* connection = g_dbus_proxy_get_connection(proxy);
+    GError* error = nullptr;
+    VariantPtr alias(g_dbus_connection_call_sync(connection, g_dbus_proxy_get_name(proxy), "/org/freedesktop/secrets",
+                                                 "org.freedesktop.Secret.Service", "ReadAlias",
+                                                 g_variant_new("(s)", "default"), G_VARIANT_TYPE("(o)"),
+                                                 G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, call.cancellable(), &error));
+    if (!alias) return fail(call, error, "checking whether the keyring is locked");
+    const gchar* path = nullptr;
+    g_variant_get(alias.get(), "(&o)", &path);
+    if (std::string_view(path) == "/") return false;  // no default keyring at all
+    VariantPtr reply(g_dbus_connection_call_sync(
+        connection, g_dbus_proxy_get_name(proxy), path, "org.freedesktop.DBus.Properties", "Get",
+        g_variant_new("(ss)", "org.freedesktop.Secret.Collection", "Locked"), G_VARIANT_TYPE("(v)"),
+        G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, call.cancellable(), &error));
+    if (!reply) return fail(call, error, "checking whether the keyring is locked");
+    VariantPtr boxed(g_variant_get_child_value(reply.get(), 0));
+    VariantPtr locked(g_variant_get_variant(boxed.get()));
+    return g_variant_is_of_type(locked.get(), G_VARIANT_TYPE_BOOLEAN) && g_variant_get_boolean(locked.get());
+  }
+
+  // For a search that found nothing: the error to answer when that is because
+  // the keyring is locked; nullopt when there really is nothing.
+  std::optional<StoreError> locked_if_so(const Call& call, SecretService* service) {
+    auto locked = default_locked(call, service);
+    if (auto* e = std::get_if<StoreError>(&locked)) return *e;
+    if (std::get<bool>(locked)) return locked_error();
+    return std::nullopt;
+  }
+
+  std::optional<StoreError> locked_if_so(const Call& call) {
+    auto s = service(call);
+    if (auto* e = std::get_if<StoreError>(&s)) return *e;
+    return locked_if_so(call, std::get<SecretService*>(s));
+  }
+
+  // The key a profile's items hold: the newest item whose secret is a valid
+  // key (proto's rule for a key sent to be stored). gnome-keyring killed during
+  // a replace can leave the new item without its secret; that is no key, and
+  // the item before it is served instead.
+  struct ValidKey {
+    std::optional<StoredKey> key;
+    std::size_t index = 0;           // of the item served, in the items given
+    std::vector<bool> empty_secret;  // for the items before it: no secret at all
+    bool vanished = false;           // an item went while it was read: search again
+  };
+
+  // `items`: newest first.
+  std::variant<ValidKey, StoreError> newest_valid_key(const Call& call, SecretService* service,
+                                                      const std::vector<FoundItem>& items) {
+    ValidKey out;
+    for (; out.index < items.size(); ++out.index) {
+      const FoundItem& item = items[out.index];
+      if (item.locked) return locked_error();
+      GError* error = nullptr;
+      SecretValue* value =
+          secret_service_get_secret_for_dbus_path_sync(service, item.path.c_str(), call.cancellable(), &error);
+      if (value == nullptr && error != nullptr && item_vanished(error) && !call.cancelled()) {
+        g_error_free(error);
+        out.vanished = true;
+        return out;
+      }
+      if (error != nullptr) return fail(call, error, "reading the key");
+      gsize length = 0;
+      const gchar* bytes = value != nullptr ? secret_value_get(value, &length) : nullptr;
+      const std::string_view secret(bytes != nullptr ? bytes : "", bytes != nullptr ? length : 0);
+      if (!api_key_problem(secret)) out.key = StoredKey{to_meta(item.attributes, item.created), Secret(secret)};
+      if (value != nullptr) secret_value_unref(value);  // libsecret keeps the bytes in its own wiped memory
+      if (out.key) return out;
+      out.empty_secret.push_back(secret.empty());
+    }
+    return out;
+  }
+
+  // Removes what an interrupted replace left beside the key just served: the
+  // items older than it, and the newer ones that hold no secret at all. Never
+  // the item served, never a newer item with a secret in it. Best effort: the
+  // key is served whether or not this works, and the next read tries again.
+  void drop_leftovers(const Call& call, SecretService* service, std::string_view name,
+                      const std::vector<FoundItem>& items, const ValidKey& served) {
+    std::size_t dropped = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const bool leftover = i > served.index || (i < served.index && served.empty_secret[i]);
+      if (!leftover || call.cancelled()) continue;
+      GError* error = nullptr;
+      if (secret_service_delete_item_dbus_path_sync(service, items[i].path.c_str(), call.cancellable(), &error)) {
+        ++dropped;
+      } else {
+        spdlog::warn("keyring: profile '{}': could not remove an item left by a store cut short: {}", name,
+                     display_safe(error->message));
+        g_error_free(error);
+      }
+    }
+    if (served.index > 0) {
+      spdlog::warn("keyring: profile '{}': its newest item held no valid key (a store cut short?); "
+                   "served the key stored before it",
+                   name);
+    }
+    if (dropped > 0) {
+      spdlog::info("keyring: profile '{}': removed {} item(s) left by a store cut short", name, dropped);
     }
   }
 
+  void reset() {
+    service_.reset();
+    release_closed();
+  }
+
+  // GLib shares one session bus connection per process (g_bus_get, which
+  // libsecret always uses) and keeps handing out that one while anything
+  // holds it, even once its bus went away: every request would fail "The
+  // connection is closed" for good. What holds a closed connection is the
+  // callbacks queued to announce its closing, on the main contexts it was
+  // made and used in, which no loop runs in this daemon. Run them here (the
+  // daemon runs nothing else on either context), so the connection goes and
+  // the next secret_service_open_sync() makes a fresh one.
+  void release_closed() {
+    while (g_main_context_iteration(context_.get(), FALSE)) {
+    }
+    while (g_main_context_iteration(nullptr, FALSE)) {
+    }
+  }
+
+  struct MainContextUnref {
+    void operator()(GMainContext* c) const { if (c) g_main_context_unref(c); }
+  };
+
   Watchdog watchdog_;
+  std::unique_ptr<GMainContext, MainContextUnref> context_{g_main_context_new()};
   GPtr<SecretService> service_;
+  bool stale_ = false;  // the last failure: the keyring or the bus went away
 };
 
 SecretServiceStore::SecretServiceStore() : impl_(std::make_unique<Impl>()) {}
 SecretServiceStore::~SecretServiceStore() = default;
 
 std::optional<StoreError> SecretServiceStore::probe(Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto s = impl_->service(call);
-  if (auto* e = std::get_if<StoreError>(&s)) return *e;
+  auto probed = impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> std::variant<bool, StoreError> {
+    auto s = impl_->service(call);
+    if (auto* e = std::get_if<StoreError>(&s)) return *e;
+    return true;
+  });
+  if (auto* e = std::get_if<StoreError>(&probed)) return *e;
   return std::nullopt;
 }
 
 StoreResult<std::vector<ProfileMeta>> SecretServiceStore::list(Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, {});
-  if (auto* e = std::get_if<StoreError>(&found)) return *e;
-  std::map<std::string, ProfileMeta> by_name;
-  for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
-    auto* item = static_cast<SecretItem*>(l->data);
-    ProfileMeta meta = to_meta(item);
-    if (!valid_profile_name(meta.name)) continue;
-    const auto it = by_name.find(meta.name);
-    if (it == by_name.end() || it->second.created_at < meta.created_at) {
-      by_name.insert_or_assign(meta.name, std::move(meta));
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<std::vector<ProfileMeta>> {
+    // A locked keyring may hide some profiles or all: say so rather than list what shows.
+    if (auto e = impl_->locked_if_so(call)) return *e;
+    auto found = impl_->search(call, {});
+    if (auto* e = std::get_if<StoreError>(&found)) return *e;
+    std::map<std::string, ProfileMeta> by_name;
+    for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
+      auto* item = static_cast<SecretItem*>(l->data);
+      ProfileMeta meta = to_meta(item);
+      if (!valid_profile_name(meta.name)) continue;
+      const auto it = by_name.find(meta.name);
+      if (it == by_name.end() || it->second.created_at < meta.created_at) {
+        by_name.insert_or_assign(meta.name, std::move(meta));
+      }
     }
-  }
-  std::vector<ProfileMeta> out;
-  out.reserve(by_name.size());
-  for (auto& [name, meta] : by_name) out.push_back(std::move(meta));
-  return out;
+    std::vector<ProfileMeta> out;
+    out.reserve(by_name.size());
+    for (auto& [name, meta] : by_name) out.push_back(std::move(meta));
+    return out;
+  });
 }
 
 StoreResult<std::optional<ProfileMeta>> SecretServiceStore::find(std::string_view name, Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name);
-  if (auto* e = std::get_if<StoreError>(&found)) return *e;
-  SecretItem* item = Impl::newest(std::get<ItemList>(found));
-  if (item == nullptr) return std::optional<ProfileMeta>{};
-  return std::optional<ProfileMeta>{to_meta(item)};
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<std::optional<ProfileMeta>> {
+    auto found = impl_->search(call, name);
+    if (auto* e = std::get_if<StoreError>(&found)) return *e;
+    SecretItem* item = Impl::newest(std::get<ItemList>(found));
+    if (item == nullptr) {
+      if (auto e = impl_->locked_if_so(call)) return *e;
+      return std::optional<ProfileMeta>{};
+    }
+    return std::optional<ProfileMeta>{to_meta(item)};
+  });
 }
 
 StoreResult<std::optional<StoredKey>> SecretServiceStore::load(std::string_view name, Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto s = impl_->service(call);
-  if (auto* e = std::get_if<StoreError>(&s)) return *e;
-  SecretService* service = std::get<SecretService*>(s);
-  // An item another program deletes while it is read: search again, a few times at most.
-  constexpr int kAttempts = 3;
-  for (int attempt = 1;; ++attempt) {
-    bool vanished = false;
-    auto found = impl_->find_items(call, service, name, vanished);
-    if (auto* e = std::get_if<StoreError>(&found)) return *e;
-    const auto& items = std::get<std::vector<FoundItem>>(found);
-    if (vanished && attempt < kAttempts) continue;
-    const FoundItem* newest = nullptr;
-    for (const auto& item : items) {
-      if (newest == nullptr || stored_when(item.attributes) > stored_when(newest->attributes)) newest = &item;
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<std::optional<StoredKey>> {
+    auto s = impl_->service(call);
+    if (auto* e = std::get_if<StoreError>(&s)) return *e;
+    SecretService* service = std::get<SecretService*>(s);
+    // An item another program deletes while it is read: search again, a few times at most.
+    constexpr int kAttempts = 3;
+    for (int attempt = 1;; ++attempt) {
+      bool vanished = false;
+      auto found = impl_->find_items(call, service, name, vanished);
+      if (auto* e = std::get_if<StoreError>(&found)) return *e;
+      auto& items = std::get<std::vector<FoundItem>>(found);
+      if (vanished && attempt < kAttempts) continue;
+      if (items.empty()) {
+        if (auto e = impl_->locked_if_so(call, service)) return *e;
+        return std::optional<StoredKey>{};
+      }
+      std::sort(items.begin(), items.end(), [](const FoundItem& a, const FoundItem& b) {
+        return stored_when(a.attributes) > stored_when(b.attributes);
+      });
+      auto read = impl_->newest_valid_key(call, service, items);
+      if (auto* e = std::get_if<StoreError>(&read)) return *e;
+      auto& newest = std::get<Impl::ValidKey>(read);
+      if (newest.vanished && attempt < kAttempts) continue;
+      if (!newest.key) return no_valid_secret(name);
+      impl_->drop_leftovers(call, service, name, items, newest);
+      return std::move(newest.key);
     }
-    if (newest == nullptr) return std::optional<StoredKey>{};
-    if (newest->locked) return locked_error();
-
-    GError* error = nullptr;
-    SecretValue* value =
-        secret_service_get_secret_for_dbus_path_sync(service, newest->path.c_str(), call.cancellable(), &error);
-    if (value == nullptr && error != nullptr && item_vanished(error) && attempt < kAttempts && !call.cancelled()) {
-      g_error_free(error);
-      continue;
-    }
-    if (error != nullptr) return impl_->fail(call, error, "reading the key");
-    if (value == nullptr) {
-      return StoreError{StoreError::Kind::internal,
-                        "the keyring returned no secret for profile '" + std::string(name) + "'"};
-    }
-    gsize length = 0;
-    const gchar* bytes = secret_value_get(value, &length);
-    StoredKey stored{to_meta(newest->attributes, newest->created), Secret(std::string_view(bytes, length))};
-    secret_value_unref(value);  // libsecret keeps the bytes in its own wiped, secure memory
-    return std::optional<StoredKey>{std::move(stored)};
-  }
+  });
 }
 
 StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret& key, Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto s = impl_->service(call);
-  if (auto* e = std::get_if<StoreError>(&s)) return *e;
-  SecretService* service = std::get<SecretService*>(s);
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<bool> {
+    auto s = impl_->service(call);
+    if (auto* e = std::get_if<StoreError>(&s)) return *e;
+    SecretService* service = std::get<SecretService*>(s);
 
-  // Never create or unlock a collection here: both would show a prompt.
-  GError* error = nullptr;
-  GPtr<SecretCollection> collection(secret_collection_for_alias_sync(
-      service, SECRET_COLLECTION_DEFAULT, SECRET_COLLECTION_NONE, call.cancellable(), &error));
-  if (error != nullptr) return impl_->fail(call, error, "opening the default keyring");
-  if (!collection) {
-    return StoreError{StoreError::Kind::unavailable,
-                      "the Secret Service has no default keyring; create one (Seahorse: "
-                      "File > New > Password Keyring, set as default), or run kosli-credd --backend memory"};
-  }
-  if (secret_collection_get_locked(collection.get())) return locked_error();
-
-  auto before = impl_->search(call, meta.name);
-  if (auto* e = std::get_if<StoreError>(&before)) return *e;
-
-  // Store the new item first and drop the old ones only after: an interruption
-  // leaves the old key, the new key, or both, never neither.
-  Attributes attrs = to_attributes(meta);
-  timespec now{};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  attrs[kAttrStoredAt] = std::to_string(std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
-  const auto table = to_hash_table(attrs);
-  const std::string label = "Kosli API key '" + meta.name + "' (" + meta.org + ")";
-  SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
-  const gboolean stored = secret_service_store_sync(service, schema(), table.get(), SECRET_COLLECTION_DEFAULT,
-                                                    label.c_str(), value, call.cancellable(), &error);
-  secret_value_unref(value);
-  if (!stored) return impl_->fail(call, error, "storing the key");
-
-  bool replaced = false;
-  for (GList* l = std::get<ItemList>(before).items; l != nullptr; l = l->next) {
-    auto* item = static_cast<SecretItem*>(l->data);
-    replaced = true;
-    // An item with identical attributes was updated in place by the store above.
-    if (own_attributes(item_attributes(item)) == attrs) continue;
-    if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
-      return impl_->fail(call, error, "removing the replaced key");
+    // Never create or unlock a collection here: both would show a prompt.
+    GError* error = nullptr;
+    GPtr<SecretCollection> collection(secret_collection_for_alias_sync(
+        service, SECRET_COLLECTION_DEFAULT, SECRET_COLLECTION_NONE, call.cancellable(), &error));
+    if (error != nullptr) return impl_->fail(call, error, "opening the default keyring");
+    if (!collection) {
+      return StoreError{StoreError::Kind::unavailable,
+                        "the Secret Service has no default keyring; create one (Seahorse: "
+                        "File > New > Password Keyring, set as default), or run kosli-credd --backend memory"};
     }
-  }
-  return replaced;
+    if (secret_collection_get_locked(collection.get())) return locked_error();
+
+    auto before = impl_->search(call, meta.name);
+    if (auto* e = std::get_if<StoreError>(&before)) return *e;
+
+    // Store the new item first and drop the old ones only after: an interruption
+    // leaves the old key, the new key, or both, never neither.
+    Attributes attrs = to_attributes(meta);
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    attrs[kAttrStoredAt] = std::to_string(std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
+    const auto table = to_hash_table(attrs);
+    const std::string label = "Kosli API key '" + meta.name + "' (" + meta.org + ")";
+    SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
+    const gboolean stored = secret_service_store_sync(service, schema(), table.get(), SECRET_COLLECTION_DEFAULT,
+                                                      label.c_str(), value, call.cancellable(), &error);
+    secret_value_unref(value);
+    if (!stored) return impl_->fail(call, error, "storing the key");
+
+    bool replaced = false;
+    for (GList* l = std::get<ItemList>(before).items; l != nullptr; l = l->next) {
+      auto* item = static_cast<SecretItem*>(l->data);
+      replaced = true;
+      // An item with identical attributes was updated in place by the store above.
+      if (own_attributes(item_attributes(item)) == attrs) continue;
+      if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
+        // Gone already (a read removed it as a leftover): what this loop is for.
+        if (item_vanished(error) && !call.cancelled()) {
+          g_clear_error(&error);
+          continue;
+        }
+        return impl_->fail(call, error, "removing the replaced key");
+      }
+    }
+    return replaced;
+  });
 }
 
 StoreResult<bool> SecretServiceStore::record_verification(std::string_view name, std::string_view fingerprint,
                                                           std::int64_t at, std::string_view result,
                                                           Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name);
-  if (auto* e = std::get_if<StoreError>(&found)) return *e;
-  SecretItem* item = Impl::newest(std::get<ItemList>(found));
-  if (item == nullptr) return false;
-  Attributes attrs = own_attributes(item_attributes(item));
-  if (attr(attrs, kAttrFingerprint) != fingerprint) return false;
-  if (secret_item_get_locked(item)) return locked_error();
-  attrs[kAttrLastVerifiedAt] = std::to_string(at);
-  attrs[kAttrLastVerifyResult] = std::string(result);
-  const auto table = to_hash_table(attrs);
-  GError* error = nullptr;
-  if (!secret_item_set_attributes_sync(item, schema(), table.get(), call.cancellable(), &error)) {
-    return impl_->fail(call, error, "updating the profile's metadata");
-  }
-  return true;
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<bool> {
+    auto found = impl_->search(call, name);
+    if (auto* e = std::get_if<StoreError>(&found)) return *e;
+    SecretItem* item = Impl::newest(std::get<ItemList>(found));
+    if (item == nullptr) return false;
+    Attributes attrs = own_attributes(item_attributes(item));
+    if (attr(attrs, kAttrFingerprint) != fingerprint) return false;
+    if (secret_item_get_locked(item)) return locked_error();
+    attrs[kAttrLastVerifiedAt] = std::to_string(at);
+    attrs[kAttrLastVerifyResult] = std::string(result);
+    const auto table = to_hash_table(attrs);
+    GError* error = nullptr;
+    if (!secret_item_set_attributes_sync(item, schema(), table.get(), call.cancellable(), &error)) {
+      return impl_->fail(call, error, "updating the profile's metadata");
+    }
+    return true;
+  });
 }
 
 StoreResult<bool> SecretServiceStore::erase(std::string_view name, Deadline deadline) {
-  Impl::Call call(*impl_, deadline);
-  auto found = impl_->search(call, name);
-  if (auto* e = std::get_if<StoreError>(&found)) return *e;
-  bool existed = false;
-  for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
-    auto* item = static_cast<SecretItem*>(l->data);
-    if (secret_item_get_locked(item)) return locked_error();
-    GError* error = nullptr;
-    if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
-      return impl_->fail(call, error, "erasing the key");
+  return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<bool> {
+    auto found = impl_->search(call, name);
+    if (auto* e = std::get_if<StoreError>(&found)) return *e;
+    bool existed = false;
+    for (GList* l = std::get<ItemList>(found).items; l != nullptr; l = l->next) {
+      auto* item = static_cast<SecretItem*>(l->data);
+      if (secret_item_get_locked(item)) return locked_error();
+      GError* error = nullptr;
+      if (!secret_item_delete_sync(item, call.cancellable(), &error)) {
+        return impl_->fail(call, error, "erasing the key");
+      }
+      existed = true;
     }
-    existed = true;
-  }
-  return existed;
+    if (!existed) {
+      if (auto e = impl_->locked_if_so(call)) return *e;
+    }
+    return existed;
+  });
 }
 
 }  // namespace kosli::daemon

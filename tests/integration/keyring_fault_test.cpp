@@ -12,7 +12,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <stdexcept>
@@ -109,28 +112,7 @@ class PrivateKeyring {
  public:
   PrivateKeyring() {
     for (const char* d : {"/home", "/home/.local/share", "/run"}) ::mkdir((dir_.path() + d).c_str(), 0700);
-    const std::string config = dir_.path() + "/bus.conf";
-    std::ofstream(config) << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-                             "<busconfig><type>session</type>\n"
-                             "<listen>unix:path=" << dir_.path() << "/run/bus</listen>\n"
-                             "<auth>EXTERNAL</auth>\n"
-                             "<policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>"
-                             "<allow eavesdrop=\"true\"/><allow own=\"*\"/></policy>\n"
-                             "</busconfig>\n";
-    // The bus prints its address on fd 3 once it listens: that is its readiness.
-    int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    bus_pid_ = spawn({"dbus-daemon", "--config-file=" + config, "--nofork", "--nopidfile", "--print-address=3"}, {},
-                     dir_.path() + "/bus.log", -1, ready[1]);
-    ::close(ready[1]);
-    pollfd pfd{ready[0], POLLIN, 0};
-    char buf[512] = {};
-    const ssize_t n = ::poll(&pfd, 1, 15000) == 1 ? ::read(ready[0], buf, sizeof buf - 1) : -1;
-    ::close(ready[0]);
-    if (n <= 0) throw std::runtime_error("dbus-daemon did not start: " + read_file(dir_.path() + "/bus.log"));
-    address_ = std::string(buf, static_cast<std::size_t>(n));
-    address_.erase(address_.find_last_not_of("\r\n") + 1);
+    start_bus();
     start_keyring();
   }
 
@@ -145,20 +127,20 @@ class PrivateKeyring {
   }
 
   // Starts gnome-keyring and waits until it owns org.freedesktop.secrets.
-  void start_keyring() {
+  // `unlocked`: given the password, as a desktop login does; otherwise the
+  // login keyring on disk stays locked (an SSH login, an autologin desktop, a
+  // keyring started by D-Bus activation).
+  void start_keyring(bool unlocked = true) {
     const std::string previous_owner = owner();
     int password[2];
     if (::pipe2(password, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    keyring_pid_ = spawn({"gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"},
-                         {{"DBUS_SESSION_BUS_ADDRESS", address_},
-                          {"HOME", dir_.path() + "/home"},
-                          {"XDG_DATA_HOME", dir_.path() + "/home/.local/share"},
-                          {"XDG_RUNTIME_DIR", dir_.path() + "/run"}},
-                         dir_.path() + "/keyring.log", password[0]);
+    std::vector<std::string> args = {"gnome-keyring-daemon", "--foreground", "--components=secrets"};
+    if (unlocked) args.push_back("--unlock");
+    keyring_pid_ = spawn(args, keyring_env(), dir_.path() + "/keyring.log", unlocked ? password[0] : -1);
     ::close(password[0]);
     const ssize_t written = ::write(password[1], kKeyringPassword, std::strlen(kKeyringPassword));
     ::close(password[1]);
-    if (written < 0) throw std::runtime_error("cannot give gnome-keyring its password");
+    if (unlocked && written < 0) throw std::runtime_error("cannot give gnome-keyring its password");
     // A new owner of the name (not the one a killed keyring may still hold on
     // the bus for a moment) is the readiness signal; there is no other.
     const auto deadline = Clock::now() + kStartDeadline;
@@ -171,6 +153,25 @@ class PrivateKeyring {
   }
 
   void kill_keyring() { reap(keyring_pid_, SIGKILL); }
+
+  // Kills the session bus and the keyring, and starts a new bus at the same
+  // address with a keyring on it, as a crashed and restarted session would.
+  void restart_bus() {
+    kill_bus();
+    bring_bus_back();
+  }
+  void kill_bus() {
+    reap(keyring_pid_, SIGKILL);
+    reap(bus_pid_, SIGKILL);
+    ::unlink((dir_.path() + "/run/bus").c_str());
+  }
+  void bring_bus_back() {
+    const std::string previous = address_;
+    start_bus();
+    if (address_ != previous) throw std::runtime_error("the new bus listens at " + address_ + ", not " + previous);
+    start_keyring();
+  }
+
   void pause_keyring() { ::kill(keyring_pid_, SIGSTOP); }
   void resume_keyring() { ::kill(keyring_pid_, SIGCONT); }
 
@@ -193,6 +194,40 @@ class PrivateKeyring {
   }
 
  private:
+  std::vector<std::pair<std::string, std::string>> keyring_env() const {
+    return {{"DBUS_SESSION_BUS_ADDRESS", address_},
+            {"HOME", dir_.path() + "/home"},
+            {"XDG_DATA_HOME", dir_.path() + "/home/.local/share"},
+            {"XDG_RUNTIME_DIR", dir_.path() + "/run"}};
+  }
+
+  void start_bus() {
+    const std::string config = dir_.path() + "/bus.conf";
+    std::ofstream(config) << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                             "<busconfig><type>session</type>\n"
+                             "<listen>unix:path=" << dir_.path() << "/run/bus</listen>\n"
+                             "<auth>EXTERNAL</auth>\n"
+                             "<policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>"
+                             "<allow eavesdrop=\"true\"/><allow own=\"*\"/></policy>\n"
+                             "</busconfig>\n";
+    // The bus prints its address on fd 3 once it listens: that is its readiness.
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    bus_pid_ = spawn({"dbus-daemon", "--config-file=" + config, "--nofork", "--nopidfile", "--print-address=3"}, {},
+                     dir_.path() + "/bus.log", -1, ready[1]);
+    ::close(ready[1]);
+    pollfd pfd{ready[0], POLLIN, 0};
+    char buf[512] = {};
+    const ssize_t n = ::poll(&pfd, 1, 15000) == 1 ? ::read(ready[0], buf, sizeof buf - 1) : -1;
+    ::close(ready[0]);
+    if (n <= 0) throw std::runtime_error("dbus-daemon did not start: " + read_file(dir_.path() + "/bus.log"));
+    address_ = std::string(buf, static_cast<std::size_t>(n));
+    address_.erase(address_.find_last_not_of("\r\n") + 1);
+    // The address carries a guid, new with each bus: compare the path only.
+    address_ = address_.substr(0, address_.find(','));
+  }
+
   // The unique name owning org.freedesktop.secrets, "" when none does.
   std::string owner() const {
     const auto r = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path",
@@ -468,6 +503,239 @@ TEST_F(KeyringFaultTest, AReplaceCutShortBySigkillLeavesTheOldKeyOrTheNewOne) {
   std::printf("nothing-lost: of %d kills, %d kept the old key, %d the new one, %d left both in the keyring "
               "(a replace takes %lld ms; seed %u)\n",
               kKillRounds, kept_old, took_new, both_kept, static_cast<long long>(replace_time.count()), seed);
+}
+
+
+// An item of this profile written the way the daemon writes one, with `secret`
+// as its secret: what gnome-keyring killed during a replace leaves is such an
+// item, newest, with an empty secret. `created_at` orders it among the others.
+RunResult add_raw_item(const PrivateKeyring& keyring, const std::string& profile, const std::string& secret,
+                       long long created_at) {
+  return run({"secret-tool", "store", "--label", "Kosli API key '" + profile + "' (acme)", "xdg:schema",
+              "com.kosli.CredentialHelper.ApiKey", "profile", profile, "org", "acme", "host",
+              "https://app.kosli.com", "kind", "service-account", "created_at", std::to_string(created_at),
+              "stored_at_ns", "0", "fingerprint", "sha256:made-by-the-test"},
+             RunOptions{secret, keyring.env()});
+}
+
+TEST_F(KeyringFaultTest, AnItemWithAnEmptySecretIsNeverServedTheKeyBeforeItIs) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-empty", key).exit_code, 0);
+  const long long later = static_cast<long long>(std::time(nullptr)) + 3600;
+  ASSERT_EQ(add_raw_item(keyring, "it-empty", "", later).exit_code, 0);  // a replace cut short
+  ASSERT_EQ(keyring.items_for("it-empty"), 2u);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);  // what is served comes from the keyring
+
+  const auto token = cred(socket(), {"token", "--profile", "it-empty"});
+  EXPECT_EQ(token.exit_code, 0) << token.err;
+  EXPECT_EQ(token.out, key + "\n");
+  const auto exec = cred(socket(), {"exec", "--profile", "it-empty", "--", "sh", "-c", "printf %s \"$KOSLI_API_TOKEN\""});
+  EXPECT_EQ(exec.exit_code, 0) << exec.err;
+  EXPECT_EQ(exec.out, key);
+  // The empty item held nothing and is gone; the key served stays.
+  EXPECT_EQ(keyring.items_for("it-empty"), 1u);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-empty"}).out, key + "\n");
+  EXPECT_NE(daemon.log().find("newest item held no valid key"), std::string::npos) << daemon.log();
+
+  // A profile whose only item has no key: a clear error, never an empty token,
+  // and the item is left for the user to see.
+  ASSERT_EQ(add_raw_item(keyring, "it-nokey", "", later).exit_code, 0);
+  const auto none = cred(socket(), {"token", "--profile", "it-nokey"});
+  EXPECT_EQ(none.exit_code, 1) << none.err;
+  EXPECT_TRUE(none.out.empty()) << none.out;
+  EXPECT_NE(none.err.find("no valid key"), std::string::npos) << none.err;
+  EXPECT_NE(none.err.find("kosli-cred store --profile it-nokey"), std::string::npos) << none.err;
+  const auto answer = exchange(socket(), http_request("GET", "/v1/profiles/it-nokey/token"));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 500) << answer->body;
+  EXPECT_EQ(answer->error_code(), "internal") << answer->body;
+  EXPECT_EQ(keyring.items_for("it-nokey"), 1u);
+  expect_health_answers();
+  EXPECT_EQ(daemon.log().find(key), std::string::npos);
+}
+
+TEST_F(KeyringFaultTest, WhatAnInterruptedReplaceLeftIsRemovedOnTheNextRead) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-leftover", key).exit_code, 0);
+  // The replaced key a replace cut short did not get to delete: older, valid.
+  ASSERT_EQ(add_raw_item(keyring, "it-leftover", unique_key(), 1).exit_code, 0);
+  ASSERT_EQ(keyring.items_for("it-leftover"), 2u);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+
+  const auto token = cred(socket(), {"token", "--profile", "it-leftover"});
+  EXPECT_EQ(token.exit_code, 0) << token.err;
+  EXPECT_EQ(token.out, key + "\n");
+  EXPECT_EQ(keyring.items_for("it-leftover"), 1u);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-leftover"}).out, key + "\n");
+}
+
+TEST_F(KeyringFaultTest, AKeyringStartedLockedGivesExit6NotNoProfile) {
+  PrivateKeyring keyring;
+  const std::string key = unique_key();
+  {
+    Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+    ASSERT_EQ(store("it-locked-start", key).exit_code, 0);
+  }
+  // The login keyring is on disk; this gnome-keyring never got its password.
+  keyring.kill_keyring();
+  keyring.start_keyring(/*unlocked=*/false);
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"token", "--profile", "it-locked-start"},
+        std::vector<std::string>{"show", "--profile", "it-locked-start"},
+        std::vector<std::string>{"erase", "--profile", "it-locked-start"}, std::vector<std::string>{"list"}}) {
+    const auto r = cred(socket(), command);
+    EXPECT_EQ(r.exit_code, 6) << command[0] << ": " << r.out << r.err;
+    EXPECT_TRUE(r.out.empty()) << command[0] << ": " << r.out;
+    EXPECT_NE(r.err.find("keyring is locked"), std::string::npos) << command[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("unlock"), std::string::npos) << command[0] << ": " << r.err;
+    EXPECT_EQ(r.err.find("no profile"), std::string::npos) << command[0] << ": " << r.err;
+  }
+  const auto answer = exchange(socket(), http_request("GET", "/v1/profiles/it-locked-start/token"));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 503) << answer->body;
+  EXPECT_EQ(answer->error_code(), "backend_unavailable") << answer->body;
+  expect_health_answers();
+
+  // Unlocked (a keyring given the password at login): the same daemon serves
+  // the key, which the refused erase did not touch.
+  keyring.kill_keyring();
+  keyring.start_keyring(/*unlocked=*/true);
+  const auto token = cred(socket(), {"token", "--profile", "it-locked-start"});
+  EXPECT_EQ(token.exit_code, 0) << token.err;
+  EXPECT_EQ(token.out, key + "\n");
+}
+
+TEST_F(KeyringFaultTest, ARestartedKeyringServesTheFirstRequest) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-restart", key).exit_code, 0);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+
+  // Nothing asks the keyring while it is gone: the daemon's connection to it
+  // is stale by the time the first request comes.
+  keyring.kill_keyring();
+  keyring.start_keyring();
+  const auto token = cred(socket(), {"token", "--profile", "it-restart"});
+  EXPECT_EQ(token.exit_code, 0) << token.err;
+  EXPECT_EQ(token.out, key + "\n");
+  EXPECT_EQ(store("it-restart-new", unique_key()).exit_code, 0);
+}
+
+TEST_F(KeyringFaultTest, ARestartedSessionBusIsUsedAgainWithoutRestartingTheDaemon) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-bus", key).exit_code, 0);
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+
+  keyring.restart_bus();
+  const auto first = cred(socket(), {"token", "--profile", "it-bus"});
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, key + "\n");
+
+  // And once more, with requests made while the bus is down: they fail at
+  // once, and the daemon neither exits nor stays on the dead connection.
+  ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0);
+  keyring.kill_bus();
+  for (int i = 0; i < 2; ++i) {
+    const auto [down, took] = timed_token("it-bus");
+    EXPECT_EQ(down.exit_code, 6) << down.err;
+    EXPECT_NE(down.err.find("Secret Service"), std::string::npos) << down.err;
+    EXPECT_LT(took, limits::kStoreCallDeadline + kFailureSlack);
+  }
+  expect_health_answers();
+  keyring.bring_bus_back();
+  const auto again = cred(socket(), {"token", "--profile", "it-bus"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, key + "\n");
+  EXPECT_EQ(store("it-bus-new", unique_key()).exit_code, 0);
+  EXPECT_EQ(daemon.log().find("CRITICAL"), std::string::npos) << daemon.log();
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
+// A stand-in for kosli-credd that answers every token with an empty one.
+class EmptyTokenDaemon {
+ public:
+  explicit EmptyTokenDaemon(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 8) != 0) {
+      throw std::runtime_error("cannot listen on " + path);
+    }
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EmptyTokenDaemon() {
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      // Requests without bodies, one after another on the connection.
+      std::string pending;
+      char buf[4096];
+      for (;;) {
+        const auto end = pending.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          const ssize_t n = ::read(c, buf, sizeof buf);
+          if (n <= 0) break;
+          pending.append(buf, static_cast<std::size_t>(n));
+          continue;
+        }
+        const bool token = pending.substr(0, end).find("/token ") != std::string::npos;
+        pending.erase(0, end + 4);
+        const json profile = {{"name", "it-fake"}, {"org", "acme"}, {"host", "https://app.kosli.com"},
+                              {"kind", "service-account"}, {"persistent", true}};
+        const std::string body = token ? json{{"token", ""}, {"token_type", "Bearer"}, {"org", "acme"},
+                                              {"host", "https://app.kosli.com"}}.dump()
+                                       : json{{"profiles", json::array({profile})}}.dump();
+        const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                     std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (::write(c, response.data(), response.size()) < 0) break;
+      }
+      ::close(c);
+    }
+  }
+
+  int fd_ = -1;
+  std::thread thread_;
+};
+
+TEST(EmptyTokenTest, NoClientHandsOnAnEmptyTokenAsSuccess) {
+  TempDir dir;
+  const std::string socket = dir.path() + "/sock";
+  EmptyTokenDaemon fake(socket);
+  const std::vector<std::pair<std::string, std::string>> env = {{"KOSLI_CRED_SOCKET", socket}};
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"token", "--profile", "it-fake"},
+        std::vector<std::string>{"token", "--profile", "it-fake", "--json"},
+        std::vector<std::string>{"header", "--profile", "it-fake"},
+        std::vector<std::string>{"exec", "--profile", "it-fake", "--", "sh", "-c", "echo ran"}}) {
+    const auto r = cred(socket, command);
+    EXPECT_EQ(r.exit_code, 1) << command[0] << ": " << r.out;
+    EXPECT_TRUE(r.out.empty()) << command[0] << ": " << r.out;
+    EXPECT_NE(r.err.find("an empty token"), std::string::npos) << command[0] << ": " << r.err;
+  }
+  const auto git = run({bin("git-credential-kosli"), "get"},
+                       RunOptions{"protocol=https\nhost=app.kosli.com\n\n", env});
+  EXPECT_EQ(git.exit_code, 1) << git.out;
+  EXPECT_EQ(git.out.find("password="), std::string::npos) << git.out;
+  EXPECT_NE(git.err.find("an empty token"), std::string::npos) << git.err;
 }
 
 }  // namespace
