@@ -82,7 +82,8 @@ std::optional<std::string> AuditLog::open_file() {
   // O_NONBLOCK: a FIFO at the path must not hang the daemon (no effect on a file).
   const int fd = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) {
-    if (errno == ELOOP) {
+    struct stat link {};
+    if (errno == ELOOP && ::lstat(target_.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
       return open_error_ = "it is a symbolic link, which kosli-credd does not follow for its audit log; "
                            "name the file itself with --audit-log";
     }
@@ -283,15 +284,19 @@ std::optional<std::string> AuditLog::write_lines(const std::string& lines, std::
     if (failed == 0) return std::nullopt;
     return "the journal did not take " + std::to_string(failed) + " record(s)";
   }
-  failed = static_cast<std::size_t>(std::count(lines.begin(), lines.end(), '\n'));
-  if (target_ != "-") return append_to_file(lines);
+  auto why = target_ != "-" ? append_to_file(lines) : append_to_stderr(lines);
+  // Counted only when they failed: nothing more to do for a batch that was written.
+  failed = why ? static_cast<std::size_t>(std::count(lines.begin(), lines.end(), '\n')) : 0;
+  return why;
+}
+
+std::optional<std::string> AuditLog::append_to_stderr(const std::string& lines) {
   for (std::size_t done = 0; done < lines.size();) {
     const ssize_t n = ::write(STDERR_FILENO, lines.data() + done, lines.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return std::string(n < 0 ? std::strerror(errno) : "stderr took nothing");
     done += static_cast<std::size_t>(n);
   }
-  failed = 0;
   return std::nullopt;
 }
 

@@ -96,6 +96,7 @@ class AuditLog {
   // Why `lines` were not written (and how many of them), or nullopt.
   std::optional<std::string> write_lines(const std::string& lines, std::size_t& failed);
   std::optional<std::string> append_to_file(const std::string& lines);
+  std::optional<std::string> append_to_stderr(const std::string& lines);
   // Opens target_ as the file; nullopt, or why not. With mutex_ held (or in the constructor).
   std::optional<std::string> open_file();
   // With mutex_ held.
