@@ -17,6 +17,7 @@
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
+#include "proto/display.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
@@ -302,6 +303,20 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
       if (!last.empty()) line += "; last rotated at " + last;
     }
     std::printf("%s\n", line.c_str());
+  }
+  if (const auto audit = j.value("audit_log", json()); audit.is_object()) {
+    const std::string kind = text(audit.value("kind", json()));
+    const std::string where = display_safe(kind == "file" ? text(audit.value("path", json())) : kind);
+    if (audit.value("ok", false)) {
+      std::printf("audit log: %s\n", where.c_str());
+    } else {
+      std::printf("audit log: %s is NOT BEING WRITTEN since %s: %s; tokens are still served\n", where.c_str(),
+                  text(audit.value("failing_since", json())).c_str(),
+                  display_safe(text(audit.value("error", json()))).c_str());
+      std::fprintf(stderr,
+                   "kosli-cred: warning: the audit log is not being written; see 'audit log' above, fix it, then "
+                   "reopen it: systemctl --user reload kosli-credd (or send kosli-credd SIGHUP)\n");
+    }
   }
   const auto waiting = j.value("waiting_keys", json::array());
   for (const auto& w : waiting) {

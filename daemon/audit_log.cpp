@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,9 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "proto/display.hpp"
+#include "proto/time_format.hpp"
 
 namespace kosli::daemon {
 namespace {
@@ -71,8 +75,83 @@ AuditLog::AuditLog(std::string target) : target_(std::move(target)) {
   if (target_ == "-" || target_ == "journal") return;
   const auto slash = target_.rfind('/');
   if (slash != std::string::npos) make_private_dirs(target_.substr(0, slash));
-  fd_ = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd_ < 0) report_failure(std::string("cannot open it: ") + std::strerror(errno));
+  if (auto why = open_file()) failed(*why, 0);
+}
+
+std::optional<std::string> AuditLog::open_file() {
+  // O_NONBLOCK: a FIFO at the path must not hang the daemon (no effect on a file).
+  const int fd = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (fd < 0) {
+    struct stat link {};
+    if (errno == ELOOP && ::lstat(target_.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+      return open_error_ = "it is a symbolic link, which kosli-credd does not follow for its audit log; "
+                           "name the file itself with --audit-log";
+    }
+    return open_error_ = std::string("cannot open it: ") + std::strerror(errno);
+  }
+  struct stat st {};
+  std::optional<std::string> refused;
+  if (::fstat(fd, &st) != 0) {
+    refused = std::string("cannot stat it: ") + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    refused = "it is not a regular file; remove it or choose another path with --audit-log";
+  } else if (st.st_uid != ::geteuid()) {
+    refused = "it belongs to uid " + std::to_string(st.st_uid) + ", not to kosli-credd's uid " +
+              std::to_string(::geteuid()) + "; remove it or choose another path with --audit-log";
+  } else if ((st.st_mode & 077) != 0) {
+    if (::fchmod(fd, 0600) != 0) {
+      refused = "it is mode " + fmt::format("{:04o}", st.st_mode & 07777) + " and cannot be made 0600: " +
+                std::strerror(errno);
+    } else {
+      spdlog::info("audit log {} was mode {:04o}, open to others: made it 0600", display_safe(target_),
+                   st.st_mode & 07777);
+    }
+  }
+  if (refused) {
+    ::close(fd);
+    return open_error_ = *refused;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  open_error_.clear();
+  // Only the file a write tore ends inside a line.
+  if (st.st_dev != file_dev_ || st.st_ino != file_ino_) torn_ = false;
+  file_dev_ = st.st_dev;
+  file_ino_ = st.st_ino;
+  return std::nullopt;
+}
+
+void AuditLog::reopen() {
+  if (target_ == "-" || target_ == "journal") {
+    spdlog::info("audit log goes to {}: nothing to reopen", target_ == "-" ? "stderr" : "the journal");
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  write_pending();  // what waits belongs to the file it was recorded in
+  const int old_fd = fd_;
+  fd_ = -1;
+  if (auto why = open_file()) {
+    if (old_fd >= 0) ::close(old_fd);
+    failed(*why, 0);
+    spdlog::error("audit log {} could not be reopened: {}", display_safe(target_), *why);
+    return;
+  }
+  if (old_fd >= 0) ::close(old_fd);
+  spdlog::info("reopened audit log {}", display_safe(target_));
+  if (!ok_ && old_fd < 0) succeeded();  // an open that failed before works now
+}
+
+AuditLogHealth AuditLog::health() {
+  std::lock_guard lock(mutex_);
+  AuditLogHealth h;
+  h.kind = target_ == "-" ? "stderr" : target_ == "journal" ? "journal" : "file";
+  h.ok = ok_;
+  if (!ok_) {
+    h.error = error_;
+    h.failing_since = failing_since_;
+  }
+  h.records_failed = records_failed_;
+  return h;
 }
 
 AuditLog::~AuditLog() {
@@ -182,33 +261,94 @@ void AuditLog::write_pending_and_run_waiting() {
 
 void AuditLog::write_pending() {
   if (pending_.empty()) return;
-  if (!write_lines(pending_)) report_failure(std::strerror(errno));
+  std::size_t failed_records = 0;
+  if (auto why = write_lines(pending_, failed_records)) {
+    failed(*why, failed_records);
+  } else if (!ok_) {
+    succeeded();
+  }
   pending_.clear();
 }
 
-// `lines`: one or more whole lines. To a file with O_APPEND in one write(2), so
-// no other writer's lines land inside them (to stderr on a pipe that holds only
-// up to PIPE_BUF bytes); a short write is continued. To the journal, a datagram
-// each.
-bool AuditLog::write_lines(const std::string& lines) {
+// `lines`: one or more whole lines. To a file, see append_to_file. To stderr in
+// one write(2) (a pipe keeps only up to PIPE_BUF bytes together); a short
+// write is continued. To the journal, a datagram each.
+std::optional<std::string> AuditLog::write_lines(const std::string& lines, std::size_t& failed) {
   if (target_ == "journal") {
-    bool sent = true;
+    failed = 0;
     for (std::size_t at = 0; at < lines.size();) {
       const auto end = lines.find('\n', at);
-      sent = send_to_journal(lines.substr(at, end - at)) && sent;
+      if (!send_to_journal(lines.substr(at, end - at))) ++failed;
       at = end + 1;
     }
-    return sent;
+    if (failed == 0) return std::nullopt;
+    return "the journal did not take " + std::to_string(failed) + " record(s)";
   }
-  const int fd = target_ == "-" ? STDERR_FILENO : fd_;
-  if (fd < 0) return false;
+  auto why = target_ != "-" ? append_to_file(lines) : append_to_stderr(lines);
+  // Counted only when they failed: nothing more to do for a batch that was written.
+  failed = why ? static_cast<std::size_t>(std::count(lines.begin(), lines.end(), '\n')) : 0;
+  return why;
+}
+
+std::optional<std::string> AuditLog::append_to_stderr(const std::string& lines) {
   for (std::size_t done = 0; done < lines.size();) {
-    const ssize_t n = ::write(fd, lines.data() + done, lines.size() - done);
+    const ssize_t n = ::write(STDERR_FILENO, lines.data() + done, lines.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n <= 0) return std::string(n < 0 ? std::strerror(errno) : "stderr took nothing");
     done += static_cast<std::size_t>(n);
   }
-  return true;
+  return std::nullopt;
+}
+
+// With O_APPEND in one write(2), so no other writer's lines land inside them.
+// A short write (a full disk, a file size limit) is continued; when the rest
+// cannot be written, what was is cut off again, so the file ends with a whole
+// line; when even that fails, the next write starts a new line.
+std::optional<std::string> AuditLog::append_to_file(const std::string& lines) {
+  if (fd_ < 0) return open_error_;
+  std::string with_newline;
+  const std::string* out = &lines;
+  if (torn_) {
+    with_newline = "\n" + lines;
+    out = &with_newline;
+  }
+  for (std::size_t done = 0; done < out->size();) {
+    const ssize_t n = ::write(fd_, out->data() + done, out->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    const std::string why = n < 0 ? std::strerror(errno) : "the file took nothing";
+    if (done > 0) {
+      // After an O_APPEND write the offset is the end of what it wrote; a failed write leaves it.
+      const off_t end = ::lseek(fd_, 0, SEEK_CUR);
+      const bool cut = end >= static_cast<off_t>(done) && ::ftruncate(fd_, end - static_cast<off_t>(done)) == 0;
+      torn_ = torn_ || !cut;  // cut back, the file ends where it did before
+    }
+    return why;
+  }
+  torn_ = false;
+  return std::nullopt;
+}
+
+void AuditLog::failed(const std::string& why, std::size_t records) {
+  records_failed_ += records;
+  if (ok_) {
+    ok_ = false;
+    failing_since_ = std::time(nullptr);
+  }
+  error_ = why;
+  report_failure(why);
+}
+
+void AuditLog::succeeded() {
+  spdlog::warn("audit log {} is written again; it failed from {} ({}), {} record(s) lost so far",
+               display_safe(target_), format_rfc3339(failing_since_), error_, records_failed_);
+  ok_ = true;
+  error_.clear();
+  failing_since_ = 0;
+  last_failure_report_ = {};
 }
 
 void AuditLog::report_failure(const std::string& why) {
@@ -220,7 +360,7 @@ void AuditLog::report_failure(const std::string& why) {
   last_failure_report_ = now;
   spdlog::error("AUDIT LOG {} IS NOT BEING WRITTEN ({}); tokens are still served. Fix the path or "
                 "choose another with --audit-log",
-                target_, why);
+                display_safe(target_), why);
 }
 
 }  // namespace kosli::daemon

@@ -33,6 +33,12 @@ void harden_process() {
   ::umask(077);
   // A client that goes away mid-response must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
+  // Nor a stray signal whose default is to end it without removing its socket
+  // (and every key of a memory backend with it): these mean nothing to it. A
+  // file size limit makes a write fail (the audit log handles that) instead.
+  // SIGHUP waits here until the server takes it over (it reopens the audit
+  // log); SIGINT and SIGTERM keep their default until the server takes them.
+  for (const int signo : {SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ, SIGHUP}) std::signal(signo, SIG_IGN);
   // Each connection is a descriptor: allow as many as the hard limit does.
   struct rlimit files {};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

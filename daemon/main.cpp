@@ -227,6 +227,11 @@ int main(int argc, char** argv) {
     return cache.sweep() > 0 || holds_volatile_keys(*store) || lifecycle.holds_waiting_keys();
   };
   server_options.parent_pid = opt.parent_pid;
+  server_options.on_hangup = [&audit] {
+    spdlog::info("received SIGHUP: reopening the audit log (the configuration is not reread; restart "
+                 "kosli-credd to apply changes to it)");
+    audit.reopen();
+  };
   Server server{listen_socket.release_fd(), router, std::move(server_options)};
 
   // The audit lines of one turn of the event loop go out in one write, and the

@@ -117,7 +117,7 @@ void Metrics::token_issued(std::string_view profile) {
   ++it->second;
 }
 
-std::string Metrics::exposition() const {
+std::string Metrics::exposition(const AuditLogGauges& audit_log) const {
   Writer w;
   w.header("requests_total", "counter", "Requests answered, by route and HTTP status.");
   for (std::size_t r = 0; r < kRoutes; ++r) {
@@ -163,6 +163,11 @@ std::string Metrics::exposition() const {
       w.sample("tokens_issued_total", "profile=\"" + escape_label(profile) + "\"", n);
     }
   }
+
+  w.header("audit_log_ok", "gauge", "1 while the audit log is written, 0 while its writes (or its opening) fail.");
+  w.sample("audit_log_ok", "", static_cast<std::uint64_t>(audit_log.ok ? 1 : 0));
+  w.header("audit_records_failed_total", "counter", "Audit records that could not be written.");
+  w.sample("audit_records_failed_total", "", audit_log.records_failed);
 
   w.header("resident_memory_bytes", "gauge", "The daemon's resident set size.");
   w.sample("resident_memory_bytes", "", resident_bytes());

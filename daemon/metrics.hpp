@@ -1,6 +1,6 @@
 // What GET /v1/metrics exposes, in Prometheus' text format: requests by route
 // and status, how long answers took, cache hits and misses, store errors, open
-// connections and tokens issued by profile. Counting is lock-free except for
+// connections, tokens issued by profile and the audit log's health. Counting is lock-free except for
 // tokens by profile (a short map lookup); nothing here ever holds a key.
 #pragma once
 
@@ -18,6 +18,12 @@
 #include "proto/routes.hpp"
 
 namespace kosli::daemon {
+
+// The audit log's state, which the audit log keeps and the router hands in.
+struct AuditLogGauges {
+  bool ok = true;
+  std::uint64_t records_failed = 0;
+};
 
 class Metrics {
  public:
@@ -38,7 +44,7 @@ class Metrics {
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
 
   // The text exposition format, version 0.0.4.
-  std::string exposition() const;
+  std::string exposition(const AuditLogGauges& audit_log = {}) const;
   static constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
  private:

@@ -55,6 +55,18 @@ std::string expiry_note(const TokenInfo& info) {
          format_rfc3339(info.expires_at) + ")";
 }
 
+// health's "audit_log": {"kind", "path" (a file's), "ok", and while failing "error", "failing_since"}.
+json describe(AuditLog& audit) {
+  const auto h = audit.health();
+  json j{{"kind", h.kind}, {"ok", h.ok}};
+  if (h.kind == "file") j["path"] = audit.target();
+  if (!h.ok) {
+    j["error"] = h.error;
+    j["failing_since"] = format_rfc3339(h.failing_since);
+  }
+  return j;
+}
+
 // The audit result for an error answer.
 std::string_view result_of(const Response& r) {
   if (r.status == 404) return "not_found";
@@ -145,8 +157,10 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
                                   "this kosli-credd has no Kosli API client, so it cannot " +
                                       std::string(route.route == Route::verify ? "verify" : "rotate") +
                                       " keys"));
-    case Route::metrics:
-      return reply(Response{200, metrics_.exposition(), Metrics::kContentType});
+    case Route::metrics: {
+      const auto audit = audit_.health();
+      return reply(Response{200, metrics_.exposition({audit.ok, audit.records_failed}), Metrics::kContentType});
+    }
   }
   reply(error_response(ErrorCode::internal, "unhandled route"));
 }
@@ -171,6 +185,7 @@ void Router::health(Reply reply) {
       body["store_error"] = std::get<StoreError>(profiles).message;
     }
     if (lifecycle_) lifecycle_->describe(body);
+    body["audit_log"] = describe(audit_);
     reply(json_response(200, body));
   });
 }

@@ -289,7 +289,7 @@ class Server::Impl {
       : options_(std::move(options)),
         state_{router, options_.allowed_uids},
         acceptor_(ioc_, local(), listen_fd),
-        signals_(ioc_, SIGINT, SIGTERM),
+        signals_(ioc_, SIGINT, SIGTERM, SIGHUP),
         housekeeping_timer_(ioc_),
         shutdown_timer_(ioc_),
         idle_timer_(ioc_),
@@ -304,9 +304,7 @@ class Server::Impl {
 
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
     housekeeping_ = std::move(housekeeping);
-    signals_.async_wait([this](beast::error_code ec, int signo) {
-      if (!ec) stop("received signal " + std::to_string(signo));
-    });
+    wait_for_signal();
     schedule_housekeeping();
     schedule_idle_check();
     watch_parent();
@@ -434,6 +432,16 @@ class Server::Impl {
     asio::write(socket, asio::buffer(canned_response(code, message)), ignored);
     socket.shutdown(local::socket::shutdown_both, ignored);
     socket.close(ignored);
+  }
+
+  // SIGTERM and SIGINT stop the server; SIGHUP runs on_hangup and it serves on.
+  void wait_for_signal() {
+    signals_.async_wait([this](beast::error_code ec, int signo) {
+      if (ec) return;
+      if (signo != SIGHUP) return stop("received signal " + std::to_string(signo));
+      if (options_.on_hangup) options_.on_hangup();
+      wait_for_signal();
+    });
   }
 
   void schedule_housekeeping() {

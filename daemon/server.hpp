@@ -26,6 +26,9 @@ struct ServerOptions {
   std::function<bool()> busy;
   // Stop when this process exits (a CI job's shell); 0: none.
   pid_t parent_pid = 0;
+  // Runs on the event loop for each SIGHUP (logrotate's "reopen your log");
+  // the server keeps serving.
+  std::function<void()> on_hangup;
 };
 
 class Server {
@@ -34,7 +37,7 @@ class Server {
   Server(int listen_fd, Router& router, ServerOptions options);
   ~Server();
 
-  // Serves until SIGTERM or SIGINT (or idle exit, or the parent's exit), then
+  // Serves until SIGTERM or SIGINT (SIGHUP runs on_hangup; or idle exit, or the parent's exit), then
   // stops accepting, lets requests in flight finish, and returns. `on_ready`
   // runs once the server accepts; `housekeeping` runs every
   // housekeeping_interval.

@@ -1,5 +1,8 @@
 #include "daemon/audit_log.hpp"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -22,19 +25,28 @@ class AuditLogTest : public ::testing::Test {
     dir_ = templ;
   }
   void TearDown() override {
-    std::remove(path().c_str());
+    for (const auto& name : {"/audit.log", "/audit.log.1", "/elsewhere"}) std::remove((dir_ + name).c_str());
     ::rmdir(dir_.c_str());
   }
 
   std::string path() const { return dir_ + "/audit.log"; }
-  std::size_t lines() const {
-    std::ifstream in(path());
+  std::size_t lines(const std::string& file = {}) const {
+    std::ifstream in(file.empty() ? path() : file);
     std::size_t n = 0;
     for (std::string line; std::getline(in, line);) {
       EXPECT_TRUE(nlohmann::json::parse(line).is_object()) << line;
       ++n;
     }
     return n;
+  }
+
+  static mode_t mode_of(const std::string& file) {
+    struct stat st {};
+    return ::stat(file.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+  }
+  static void write_file(const std::string& file, const std::string& text, mode_t mode) {
+    std::ofstream(file) << text;
+    ASSERT_EQ(::chmod(file.c_str(), mode), 0);
   }
 
   std::string dir_;
@@ -140,6 +152,112 @@ TEST_F(AuditLogTest, RecordsWaitingWhenTheLogIsDestroyedAreWritten) {
     audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
   }
   EXPECT_EQ(lines(), 1u);
+}
+
+TEST_F(AuditLogTest, APreExistingLogOpenToOthersIsMadePrivateAndKeepsItsRecords) {
+  write_file(path(), R"({"event":"token"})" "\n", 0644);
+  AuditLog audit(path());
+  EXPECT_EQ(mode_of(path()), 0600u);
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  EXPECT_EQ(lines(), 2u);
+  EXPECT_TRUE(audit.health().ok);
+}
+
+TEST_F(AuditLogTest, ASymbolicLinkIsRefusedWithAdviceAndItsTargetIsLeftAlone) {
+  const std::string elsewhere = dir_ + "/elsewhere";
+  write_file(elsewhere, "", 0644);
+  ASSERT_EQ(::symlink(elsewhere.c_str(), path().c_str()), 0);
+  AuditLog audit(path());
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  const auto health = audit.health();
+  EXPECT_FALSE(health.ok);
+  EXPECT_EQ(health.kind, "file");
+  EXPECT_NE(health.error.find("symbolic link"), std::string::npos) << health.error;
+  EXPECT_NE(health.error.find("--audit-log"), std::string::npos) << health.error;
+  EXPECT_NE(health.failing_since, 0);
+  EXPECT_EQ(health.records_failed, 1u);
+  EXPECT_EQ(lines(elsewhere), 0u);
+  EXPECT_EQ(mode_of(elsewhere), 0644u);
+
+  // Fixed, then reopened (SIGHUP): written again.
+  ASSERT_EQ(std::remove(path().c_str()), 0);
+  audit.reopen();
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  EXPECT_TRUE(audit.health().ok);
+  EXPECT_EQ(audit.health().records_failed, 1u);
+  EXPECT_EQ(lines(), 1u);
+  EXPECT_EQ(mode_of(path()), 0600u);
+}
+
+TEST_F(AuditLogTest, AFileOfAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a file away";
+  write_file(path(), "", 0600);
+  ASSERT_EQ(::chown(path().c_str(), 65534, 65534), 0);
+  AuditLog audit(path());
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  const auto health = audit.health();
+  EXPECT_FALSE(health.ok);
+  EXPECT_NE(health.error.find("belongs to uid 65534"), std::string::npos) << health.error;
+  EXPECT_EQ(lines(), 0u);
+}
+
+TEST_F(AuditLogTest, ReopenAfterTheFileWasMovedWritesANewPrivateFileAtThePath) {
+  AuditLog audit(path());
+  audit.defer_writes([] {});
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  ASSERT_EQ(std::rename(path().c_str(), (dir_ + "/audit.log.1").c_str()), 0);
+  audit.reopen();  // the record that waits goes to the file it was made for
+  audit.record(AuditRecord{"lock", {}, "ok", {}}, peer_);
+  audit.flush();
+  EXPECT_EQ(lines(dir_ + "/audit.log.1"), 1u);
+  EXPECT_EQ(lines(), 1u);
+  EXPECT_EQ(mode_of(path()), 0600u);
+}
+
+// A file size limit stands in for a full disk: writes stop part-way through a
+// batch. What was written of it is cut off again; every line stays whole, and
+// the log recovers by itself on the next write that fits.
+TEST_F(AuditLogTest, AWriteThatDoesNotFitLeavesNoTornLineAndTheLogRecoversByItself) {
+  struct Limit {
+    rlimit saved{};
+    sighandler_t xfsz = ::signal(SIGXFSZ, SIG_IGN);  // as kosli-credd does
+    explicit Limit(rlim_t bytes) {
+      ::getrlimit(RLIMIT_FSIZE, &saved);
+      const rlimit small{bytes, saved.rlim_max};
+      ::setrlimit(RLIMIT_FSIZE, &small);
+    }
+    ~Limit() {
+      ::setrlimit(RLIMIT_FSIZE, &saved);
+      ::signal(SIGXFSZ, xfsz);
+    }
+  };
+  constexpr rlim_t kLimit = 1000;
+  AuditLog audit(path());
+  std::size_t written = 0;
+  {
+    Limit limit(kLimit);
+    for (int i = 0; i < 20; ++i) {
+      audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+      if (audit.health().ok) ++written;
+    }
+    const auto health = audit.health();
+    EXPECT_FALSE(health.ok);
+    EXPECT_EQ(health.records_failed, 20u - written);
+    EXPECT_NE(health.error.find("too large"), std::string::npos) << health.error;  // EFBIG
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(path().c_str(), &st), 0);
+  EXPECT_GT(written, 0u);
+  EXPECT_LT(st.st_size, static_cast<off_t>(kLimit));  // the torn record was cut off
+  audit.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  EXPECT_TRUE(audit.health().ok);
+  EXPECT_EQ(lines(), written + 1);  // each line parses as JSON (lines() checks)
+}
+
+TEST_F(AuditLogTest, TheJournalAndStderrReportTheirKind) {
+  EXPECT_EQ(AuditLog("journal").health().kind, "journal");
+  EXPECT_EQ(AuditLog("-").health().kind, "stderr");
+  EXPECT_TRUE(AuditLog("-").health().ok);
 }
 
 }  // namespace
