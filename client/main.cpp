@@ -40,11 +40,11 @@ constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",  
 std::string_view command_named(const std::vector<char*>& args) {
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string_view arg = args[i];
-    if (arg == "--socket") {
+    if (arg == "--socket" || arg == "--daemon-uid") {
       ++i;  // and its value
       continue;
     }
-    if (arg.starts_with("--socket=")) continue;
+    if (arg.starts_with("--socket=") || arg.starts_with("--daemon-uid=")) continue;
     if (arg.starts_with("-")) return {};
     for (const auto command : kCommands) {
       if (arg == command) return command;
@@ -85,6 +85,14 @@ int main(int argc, char** argv) {
   std::optional<std::string> socket;
   app.add_option("--socket", socket, "kosli-credd's socket (default: $KOSLI_CRED_SOCKET, else "
                                      "$XDG_RUNTIME_DIR/kosli-cred/sock)");
+  std::string daemon_uid;
+  app.add_option("--daemon-uid", daemon_uid,
+                 "The uid a sidecar kosli-credd runs as, when not yours: trust its socket and answers "
+                 "(default: $KOSLI_CRED_DAEMON_UID)")
+      ->envname(std::string(kDaemonUidEnv))
+      ->check([](const std::string& uid) {
+        return parse_uid(uid) ? std::string() : std::string("a uid is a number, such as 1001");
+      });
 
   StoreArgs store;
   CLI::App* store_cmd = subcommand(app, "store", "Store or replace a key (read from stdin, or a hidden prompt)");
@@ -177,7 +185,8 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : exit_code::usage;
   }
 
-  DaemonClient daemon(resolve_socket_path(socket));
+  DaemonClient daemon(resolve_socket_path(socket), DaemonClient::Connections::kept,
+                      daemon_uid.empty() ? std::nullopt : parse_uid(daemon_uid));
   return run_reporting_errors([&] {
     auto ran = [](const CLI::App* cmd) { return cmd != nullptr && cmd->parsed(); };
     if (ran(store_cmd)) return cmd_store(daemon, store);
