@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "client/cli_error.hpp"
+#include "client/cli_failure.hpp"
 #include "client/commands.hpp"
 #include "client/core_dumps.hpp"
 #include "client/git_credential.hpp"
@@ -79,6 +80,8 @@ int main(int argc, char** argv) {
                "or a hidden prompt.",
                "kosli-cred"};
   app.set_version_flag("--version", std::string(KOSLI_VERSION));
+  // Before any subcommand is added: each takes its parent's.
+  app.failure_message(failure_message_without_values(args));
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the command
 
@@ -100,10 +103,10 @@ int main(int argc, char** argv) {
     add_profile_option(store_cmd, store.profile);
     store_cmd->add_option("--org", store.org, "Kosli organisation")->required();
     auto* region = store_cmd->add_option("--region", store.region, "eu (app.kosli.com, default) or us (app.us.kosli.com)")
-                       ->check(CLI::IsMember({"eu", "us"}));
+                       ->check(one_of({"eu", "us"}));
     store_cmd->add_option("--host", store.host, "Custom Kosli base URL (https://…)")->excludes(region);
     store_cmd->add_option("--kind", store.kind, "Key kind")
-        ->check(CLI::IsMember({"service-account", "personal"}))
+        ->check(one_of({"service-account", "personal"}))
         ->capture_default_str();
     store_cmd->add_option("--expires-at", store.expires_at, "When the key expires (RFC 3339)");
     store_cmd->add_option("--description", store.description, "A note kept beside the key");

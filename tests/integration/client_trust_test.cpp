@@ -1,6 +1,7 @@
 // The client checks whom it talks to before it sends anything: a socket, or its
 // directory, that belongs to another user, or a daemon that runs as another uid,
-// gets no byte (exit 5), unless the user named that uid for a sidecar.
+// gets no byte (exit 5), unless the user named that uid for a sidecar. Nothing
+// echoes an argument that may be a key.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -327,6 +328,49 @@ TEST_F(ClientTrustTest, TheUidNamedForASidecarIsTrustedAndNoOtherIs) {
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("--daemon-uid"), std::string::npos) << bad.err;
   EXPECT_EQ(bad.err.find("somebody"), std::string::npos) << bad.err;
+}
+
+// As the same user as the daemon: no other uid needed.
+class ClientTextTest : public ::testing::Test {
+ protected:
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+  TempDir dir_;
+  Daemon daemon_{socket(), {"--backend", "memory"}};
+};
+
+TEST_F(ClientTextTest, AKeyGivenAsAnArgumentIsNeverEchoed) {
+  const std::string key = unique_key();
+  const std::vector<std::vector<std::string>> mistakes = {
+      {"store", "--org", "acme", key},
+      {"store", "--org", "acme", key, "--profile", "p"},
+      {key},
+      {"store", "--org", "acme", "--region", key},
+      {"store", "--org", "acme", "--kind=" + key},
+      {"rotate", "--via-api", "--grace-hours", key},
+      {"token", "--json=" + key},
+      {"token", key},
+      {"token", "--profile", key},
+      {"exec", "--profile=" + key, "--", "true"},
+      {"--daemon-uid", key, "token"},
+      {"git-credential", "get", key},
+  };
+  for (const auto& args : mistakes) {
+    const auto r = cred(socket(), args, RunOptions{"", {}});
+    std::string shown;
+    for (const auto& arg : args) shown += " " + arg;
+    EXPECT_EQ(r.exit_code, 2) << shown << "\n" << r.err;
+    EXPECT_EQ(r.err.find(key), std::string::npos) << shown << "\n" << r.err;
+    EXPECT_EQ(r.out.find(key), std::string::npos) << shown;
+  }
+  const auto extra = cred(socket(), {"store", "--org", "acme", key});
+  EXPECT_EQ(extra.err,
+            "unexpected argument (not shown, in case it is a key: a key is never given as an argument; pipe it in "
+            "on stdin)\nRun with --help for more information.\n");
+  const auto region = cred(socket(), {"store", "--org", "acme", "--region", key});
+  EXPECT_NE(region.err.find("--region: the value given is not valid (not shown, in case it is a key); must be one "
+                            "of: eu,us"),
+            std::string::npos)
+      << region.err;
 }
 
 }  // namespace
