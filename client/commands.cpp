@@ -17,6 +17,7 @@
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
+#include "proto/display.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
@@ -91,14 +92,15 @@ void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
   for (const auto& host : hosts) {
     const std::string authority = host_authority(host);
     const auto any = profile_for_git(profiles, "https", authority, "");
-    std::printf("  %-28s -> %s", authority.c_str(), any->name.c_str());
+    std::printf("  %-28s -> %s", display_safe(authority).c_str(), display_safe(any->name).c_str());
     std::vector<std::string> orgs;
     for (const auto& p : profiles) {
       if (p.host == host && std::find(orgs.begin(), orgs.end(), p.org) == orgs.end()) orgs.push_back(p.org);
     }
     for (const auto& org : orgs) {
       if (org == any->org) continue;
-      std::printf(", username=%s -> %s", org.c_str(), profile_for_git(profiles, "https", authority, org)->name.c_str());
+      std::printf(", username=%s -> %s", display_safe(org).c_str(),
+                  display_safe(profile_for_git(profiles, "https", authority, org)->name).c_str());
     }
     std::printf("\n");
   }
@@ -215,9 +217,10 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
     const auto& meta = metas.emplace_back(parse_profile(p));
     any_volatile |= !meta.persistent;
     const std::string left = meta.expires_at == 0 ? "-" : days_left_text(meta.expires_at);
-    std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", meta.name.c_str(), meta.org.c_str(),
-                meta.host.c_str(), std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(),
-                left.c_str(), meta.fingerprint.c_str());
+    std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", display_safe(meta.name).c_str(),
+                display_safe(meta.org).c_str(), display_safe(meta.host).c_str(),
+                std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(), left.c_str(),
+                display_safe(meta.fingerprint).c_str());
   }
   print_git_mapping(metas);
   if (any_volatile) {
@@ -235,20 +238,23 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
     return exit_code::ok;
   }
   const auto meta = parse_profile(j);
-  std::printf("profile:          %s\n", meta.name.c_str());
-  std::printf("org:              %s\n", meta.org.c_str());
-  std::printf("host:             %s\n", meta.host.c_str());
+  // Every text a user or the daemon set, escaped for the terminal (a description
+  // may hold bidi and C1 controls); --json above keeps them as they are.
+  const auto text = [](const std::string& value) { return display_safe(value); };
+  std::printf("profile:          %s\n", text(meta.name).c_str());
+  std::printf("org:              %s\n", text(meta.org).c_str());
+  std::printf("host:             %s\n", text(meta.host).c_str());
   std::printf("kind:             %s\n", std::string(kind_name(meta.kind)).c_str());
-  if (!meta.description.empty()) std::printf("description:      %s\n", meta.description.c_str());
+  if (!meta.description.empty()) std::printf("description:      %s\n", text(meta.description).c_str());
   std::printf("created:          %s\n", when(meta.created_at).c_str());
   std::printf("expires:          %s%s\n", when(meta.expires_at).c_str(),
               meta.expires_at == 0 ? "" : (" (" + days_left_text(meta.expires_at) + ")").c_str());
-  std::printf("key fingerprint:  %s\n", meta.fingerprint.c_str());
-  if (!meta.service_account.empty()) std::printf("service account:  %s\n", meta.service_account.c_str());
-  if (!meta.key_id.empty()) std::printf("key id:           %s\n", meta.key_id.c_str());
+  std::printf("key fingerprint:  %s\n", text(meta.fingerprint).c_str());
+  if (!meta.service_account.empty()) std::printf("service account:  %s\n", text(meta.service_account).c_str());
+  if (!meta.key_id.empty()) std::printf("key id:           %s\n", text(meta.key_id).c_str());
   if (meta.last_verified_at != 0) {
     std::printf("last verified:    %s (%s)\n", format_rfc3339(meta.last_verified_at).c_str(),
-                meta.last_verify_result.c_str());
+                text(meta.last_verify_result).c_str());
   }
   std::printf("persistent:       %s\n", meta.persistent ? "yes" : "no (memory backend)");
   warn_if_not_persistent(meta);

@@ -1,7 +1,7 @@
 // The client checks whom it talks to before it sends anything: a socket, or its
 // directory, that belongs to another user, or a daemon that runs as another uid,
 // gets no byte (exit 5), unless the user named that uid for a sidecar. Nothing
-// echoes an argument that may be a key.
+// echoes an argument that may be a key, and `show` escapes what it prints.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -371,6 +371,27 @@ TEST_F(ClientTextTest, AKeyGivenAsAnArgumentIsNeverEchoed) {
                             "of: eu,us"),
             std::string::npos)
       << region.err;
+}
+
+TEST_F(ClientTextTest, ShowEscapesControlAndBidiCharacters) {
+  // U+202E (right-to-left override) and U+009B (the C1 control sequence introducer).
+  const std::string description = "note \xE2\x80\xAE" "evil \xC2\x9B" "31m end";
+  const auto stored = cred(socket(), {"store", "--profile", "tricky", "--org", "acme", "--description", description},
+                           RunOptions{unique_key() + "\n", {}});
+  ASSERT_EQ(stored.exit_code, 0) << stored.err;
+
+  const auto show = cred(socket(), {"show", "--profile", "tricky"});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("description:      note \\u{202e}evil \\u{009b}31m end\n"), std::string::npos)
+      << show.out;
+  EXPECT_EQ(show.out.find("\xE2\x80\xAE"), std::string::npos);
+  EXPECT_EQ(show.out.find("\xC2\x9B"), std::string::npos);
+
+  // JSON stays JSON: the description comes back as it was stored.
+  const auto json = cred(socket(), {"show", "--profile", "tricky", "--json"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out).value("description", ""), description);
+
 }
 
 }  // namespace
