@@ -281,11 +281,12 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
   if (j.contains("profiles") && j["profiles"].is_number()) {
     std::printf("profiles:  %d\n", j["profiles"].get<int>());
   } else {
-    std::printf("profiles:  unknown: %s\n", j.value("store_error", "the store did not answer").c_str());
+    std::printf("profiles:  unknown: %s\n", display_safe(j.value("store_error", "the store did not answer")).c_str());
   }
   std::printf("cached:    %d key(s)\n", j.value("cached", 0));
   std::printf("uptime:    %lld s\n", static_cast<long long>(j.value("uptime_s", 0LL)));
-  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
+  // What the daemon relays (a rotation's error may quote Kosli), escaped for the terminal.
+  const auto text = [](const json& v) { return v.is_string() ? display_safe(v.get<std::string>()) : std::string(); };
   for (const auto& e : j.value("expiring", json::array())) {
     const std::string name = text(e.value("profile", json())), at = text(e.value("expires_at", json()));
     if (e.value("expired", false)) {
