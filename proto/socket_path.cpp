@@ -121,9 +121,15 @@ std::optional<std::string> socket_trust_problem(const std::string& socket_path, 
   const uid_t me = ::geteuid();
   const std::string refusing = "refusing to talk to " + socket_path + ": ";
   const std::string dir = socket_directory(socket_path);
+  // Nothing there yet is for connect(2) to report (and autostart to fix); a
+  // path this user may not even look at is someone else's.
+  const auto cannot_check = [&](const std::string& what) -> std::optional<std::string> {
+    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+    return refusing + "cannot check who owns " + what + ": " + std::strerror(errno) +
+           " (it lies in a directory you may not look into)";
+  };
   struct stat st {};
-  // Nothing there, or nothing this user may look at: connect(2) says which.
-  if (::lstat(dir.c_str(), &st) != 0) return std::nullopt;
+  if (::lstat(dir.c_str(), &st) != 0) return cannot_check(dir);
   if (S_ISLNK(st.st_mode)) {
     return refusing + "its directory " + dir + " is a symbolic link; point --socket at the real path, or remove it";
   }
@@ -136,7 +142,7 @@ std::optional<std::string> socket_trust_problem(const std::string& socket_path, 
     return refusing + "its directory " + dir + " has mode " + octal_mode(st.st_mode) +
            ": others can put a socket of their own there; remove it, or fix it with: chmod go-w " + dir;
   }
-  if (::lstat(socket_path.c_str(), &st) != 0) return std::nullopt;
+  if (::lstat(socket_path.c_str(), &st) != 0) return cannot_check(socket_path);
   if (S_ISLNK(st.st_mode)) {
     return refusing + "it is a symbolic link; point --socket at the real path, or remove it";
   }

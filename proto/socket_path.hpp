@@ -42,8 +42,9 @@ std::optional<uid_t> parse_uid(std::string_view text);
 // another uid); the directory is writable by its owner only; the socket may be
 // writable by others (a sidecar serving other uids makes it 0666) only when it
 // belongs to the daemon's uid (`daemon_uid`, else this user). Two lstat calls.
-// Returns a sentence saying whom it found and what to do, or nullopt when the
-// client may connect (also when nothing is there yet: connecting says so).
+// Returns a sentence saying whom it found and what to do (also when it may not
+// even look: another user's private directory), or nullopt when the client may
+// connect (also when nothing is there yet: connecting says so).
 std::optional<std::string> socket_trust_problem(const std::string& socket_path, std::optional<uid_t> daemon_uid);
 
 // The same rule for the uid the connected daemon runs as (SO_PEERCRED): this

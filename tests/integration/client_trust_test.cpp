@@ -229,6 +229,21 @@ TEST_F(ClientTrustTest, ASocketDirectoryAnotherUserMadeFirstGetsNothing) {
   EXPECT_EQ(listener->stop(), "accepted 0 bytes 0\n") << "the impostor was sent something";
 }
 
+// Pointing at another user's socket with the modes its daemon made (a private
+// directory this user cannot even look into) is a refusal, not "not running".
+TEST_F(ClientTrustTest, AnotherUsersPrivateSocketIsRefusedByPolicy) {
+  TempDir dir;
+  const std::string socket = dir.path() + "/kosli-cred/sock";
+  Daemon daemon(socket, {"--backend", "memory"});
+  const auto r = client({"--socket", socket, "token"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("refusing to talk to " + socket + ": cannot check who owns " + dir.path() +
+                       "/kosli-cred: Permission denied"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(daemon.log().find("refused a connection"), std::string::npos) << "the client connected: " << daemon.log();
+}
+
 TEST_F(ClientTrustTest, NoDaemonIsStartedIntoADirectoryAnotherUserOwns) {
   ASSERT_EQ(::mkdir(user_dir_.c_str(), 0711), 0);
   ASSERT_EQ(::chown(user_dir_.c_str(), kSomeone, kSomeone), 0);
