@@ -255,8 +255,8 @@ class DaemonClient::Connection {
     const auto peer = socket_.peer_uid();
     if (!peer) {
       socket_.close();
-      throw CliError(exit_code::refused_by_policy, "refusing to talk to " + path + ": cannot tell which uid the daemon "
-                                           "answering there runs as (SO_PEERCRED)");
+      throw CliError(exit_code::refused_by_policy,
+                     "refusing to talk to " + path + ": cannot tell which uid the daemon answering there runs as");
     }
     if (auto problem = daemon_peer_problem(path, *peer, daemon_uid_)) {
       socket_.close();

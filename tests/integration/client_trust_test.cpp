@@ -196,7 +196,8 @@ class ClientTrustTest : public ::testing::Test {
     return {{{"store", "--org", "acme"}, key + "\n"},
             {{"token"}, ""},
             {{"exec", "--", "sh", "-c", "echo ran"}, ""},
-            {{"git-credential", "store"}, "protocol=https\nhost=app.kosli.com\nusername=acme\npassword=" + key + "\n\n"},
+            {{"git-credential", "store"},
+             "protocol=https\nhost=app.kosli.com\nusername=acme\npassword=" + key + "\n\n"},
             {{"git-credential", "get"}, "protocol=https\nhost=app.kosli.com\n\n"},
             {{"list"}, ""},
             {{"status"}, ""}};
