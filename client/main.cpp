@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
                                      "$XDG_RUNTIME_DIR/kosli-cred/sock)");
   std::string daemon_uid;
   app.add_option("--daemon-uid", daemon_uid,
-                 "The uid a sidecar kosli-credd runs as, when not yours: trust its socket and answers "
-                 "(default: $KOSLI_CRED_DAEMON_UID)")
+                 "Also trust a sidecar kosli-credd that runs as this uid (its socket, and who answers there)")
+      ->type_name("UID")
       ->envname(std::string(kDaemonUidEnv))
       ->check([](const std::string& uid) {
         return parse_uid(uid) ? std::string() : std::string("a uid is a number, such as 1001");
