@@ -92,14 +92,15 @@ void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
   for (const auto& host : hosts) {
     const std::string authority = host_authority(host);
     const auto any = profile_for_git(profiles, "https", authority, "");
-    std::printf("  %-28s -> %s", authority.c_str(), any->name.c_str());
+    std::printf("  %-28s -> %s", display_safe(authority).c_str(), display_safe(any->name).c_str());
     std::vector<std::string> orgs;
     for (const auto& p : profiles) {
       if (p.host == host && std::find(orgs.begin(), orgs.end(), p.org) == orgs.end()) orgs.push_back(p.org);
     }
     for (const auto& org : orgs) {
       if (org == any->org) continue;
-      std::printf(", username=%s -> %s", org.c_str(), profile_for_git(profiles, "https", authority, org)->name.c_str());
+      std::printf(", username=%s -> %s", display_safe(org).c_str(),
+                  display_safe(profile_for_git(profiles, "https", authority, org)->name).c_str());
     }
     std::printf("\n");
   }
@@ -214,9 +215,10 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
     const auto& meta = metas.emplace_back(parse_profile(p));
     any_volatile |= !meta.persistent;
     const std::string left = meta.expires_at == 0 ? "-" : days_left_text(meta.expires_at);
-    std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", meta.name.c_str(), meta.org.c_str(),
-                meta.host.c_str(), std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(),
-                left.c_str(), meta.fingerprint.c_str());
+    std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", display_safe(meta.name).c_str(),
+                display_safe(meta.org).c_str(), display_safe(meta.host).c_str(),
+                std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(), left.c_str(),
+                display_safe(meta.fingerprint).c_str());
   }
   print_git_mapping(metas);
   if (any_volatile) {
@@ -234,20 +236,23 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
     return exit_code::ok;
   }
   const auto meta = parse_profile(j);
-  std::printf("profile:          %s\n", meta.name.c_str());
-  std::printf("org:              %s\n", meta.org.c_str());
-  std::printf("host:             %s\n", meta.host.c_str());
+  // Every text a user or the daemon set, escaped for the terminal (a description
+  // may hold bidi and C1 controls); --json above keeps them as they are.
+  const auto text = [](const std::string& value) { return display_safe(value); };
+  std::printf("profile:          %s\n", text(meta.name).c_str());
+  std::printf("org:              %s\n", text(meta.org).c_str());
+  std::printf("host:             %s\n", text(meta.host).c_str());
   std::printf("kind:             %s\n", std::string(kind_name(meta.kind)).c_str());
-  if (!meta.description.empty()) std::printf("description:      %s\n", meta.description.c_str());
+  if (!meta.description.empty()) std::printf("description:      %s\n", text(meta.description).c_str());
   std::printf("created:          %s\n", when(meta.created_at).c_str());
   std::printf("expires:          %s%s\n", when(meta.expires_at).c_str(),
               meta.expires_at == 0 ? "" : (" (" + days_left_text(meta.expires_at) + ")").c_str());
-  std::printf("key fingerprint:  %s\n", meta.fingerprint.c_str());
-  if (!meta.service_account.empty()) std::printf("service account:  %s\n", meta.service_account.c_str());
-  if (!meta.key_id.empty()) std::printf("key id:           %s\n", meta.key_id.c_str());
+  std::printf("key fingerprint:  %s\n", text(meta.fingerprint).c_str());
+  if (!meta.service_account.empty()) std::printf("service account:  %s\n", text(meta.service_account).c_str());
+  if (!meta.key_id.empty()) std::printf("key id:           %s\n", text(meta.key_id).c_str());
   if (meta.last_verified_at != 0) {
     std::printf("last verified:    %s (%s)\n", format_rfc3339(meta.last_verified_at).c_str(),
-                meta.last_verify_result.c_str());
+                text(meta.last_verify_result).c_str());
   }
   std::printf("persistent:       %s\n", meta.persistent ? "yes" : "no (memory backend)");
   warn_if_not_persistent(meta);
@@ -274,11 +279,12 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
   if (j.contains("profiles") && j["profiles"].is_number()) {
     std::printf("profiles:  %d\n", j["profiles"].get<int>());
   } else {
-    std::printf("profiles:  unknown: %s\n", j.value("store_error", "the store did not answer").c_str());
+    std::printf("profiles:  unknown: %s\n", display_safe(j.value("store_error", "the store did not answer")).c_str());
   }
   std::printf("cached:    %d key(s)\n", j.value("cached", 0));
   std::printf("uptime:    %lld s\n", static_cast<long long>(j.value("uptime_s", 0LL)));
-  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
+  // What the daemon relays (a rotation's error may quote Kosli), escaped for the terminal.
+  const auto text = [](const json& v) { return v.is_string() ? display_safe(v.get<std::string>()) : std::string(); };
   for (const auto& e : j.value("expiring", json::array())) {
     const std::string name = text(e.value("profile", json())), at = text(e.value("expires_at", json()));
     if (e.value("expired", false)) {

@@ -23,6 +23,7 @@
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
 #include "proto/secret.hpp"
+#include "proto/socket_path.hpp"
 
 namespace kosli::client {
 namespace {
@@ -72,6 +73,15 @@ class DeadlineSocket {
       return ec;
     }
     return {};
+  }
+
+  // The uid of the process that made the listening socket; nullopt when the
+  // kernel does not say.
+  std::optional<uid_t> peer_uid() const {
+    ucred cred{};
+    socklen_t size = sizeof cred;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0 || size != sizeof cred) return std::nullopt;
+    return cred.uid;
   }
 
   void close() {
@@ -167,13 +177,14 @@ class DeadlineSocket {
 
 class DaemonClient::Connection {
  public:
-  // Connects; when nobody listens, starts kosli-credd on demand (unless
-  // KOSLI_CRED_AUTOSTART=0) and connects once more.
-  explicit Connection(const std::string& path) {
-    beast::error_code result = socket_.connect(path);
+  // Connects to a daemon it trusts; when nobody listens, starts kosli-credd on
+  // demand (unless KOSLI_CRED_AUTOSTART=0) and connects once more. Never starts
+  // one into a directory someone else owns: that is refused first.
+  Connection(const std::string& path, std::optional<uid_t> daemon_uid) : daemon_uid_(daemon_uid) {
+    beast::error_code result = connect_trusted(path);
     if (nobody_listens(result) && autostart_enabled()) {
       const auto not_started = start_daemon(path);
-      result = socket_.connect(path);  // also finds a daemon another client started meanwhile
+      result = connect_trusted(path);  // also finds a daemon another client started meanwhile
       if (result && not_started) {
         throw CliError(exit_code::daemon_unreachable,
                        "kosli-credd is not running and could not be started: " + *not_started);
@@ -195,6 +206,7 @@ class DaemonClient::Connection {
 
   HttpResult request(std::string_view method, const std::string& target, std::string* body,
                      std::chrono::seconds deadline, const std::string& path, bool keep_alive) {
+    // The check was made when this connection was; each request reuses it.
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
@@ -234,16 +246,36 @@ class DaemonClient::Connection {
   }
 
  private:
+  // Checks the path, connects, and checks who answered, before a byte is sent.
+  // A daemon that fails a check gets nothing: CliError, exit 5.
+  beast::error_code connect_trusted(const std::string& path) {
+    if (auto problem = socket_trust_problem(path, daemon_uid_)) throw CliError(exit_code::refused_by_policy, *problem);
+    const beast::error_code result = socket_.connect(path);
+    if (result) return result;
+    const auto peer = socket_.peer_uid();
+    if (!peer) {
+      socket_.close();
+      throw CliError(exit_code::refused_by_policy,
+                     "refusing to talk to " + path + ": cannot tell which uid the daemon answering there runs as");
+    }
+    if (auto problem = daemon_peer_problem(path, *peer, daemon_uid_)) {
+      socket_.close();
+      throw CliError(exit_code::refused_by_policy, *problem);
+    }
+    return result;
+  }
+
   DeadlineSocket socket_;
+  std::optional<uid_t> daemon_uid_;
 };
 
-DaemonClient::DaemonClient(std::string socket_path, Connections connections)
-    : socket_path_(std::move(socket_path)), connections_(connections) {}
+DaemonClient::DaemonClient(std::string socket_path, Connections connections, std::optional<uid_t> daemon_uid)
+    : socket_path_(std::move(socket_path)), connections_(connections), daemon_uid_(daemon_uid) {}
 DaemonClient::~DaemonClient() = default;
 
 HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body,
                                  std::chrono::seconds deadline) {
-  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_);
+  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_);
   const bool keep_alive = connections_ == Connections::kept;
   HttpResult result = connection_->request(method, target, body, deadline, socket_path_, keep_alive);
   if (!keep_alive) connection_.reset();

@@ -1,8 +1,11 @@
 // Talks HTTP/1.1 to kosli-credd over its Unix socket. Beast stays in the .cpp.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,7 +26,12 @@ class DaemonClient {
   // this process to exit (the commands that make one request).
   enum class Connections { kept, one_per_request };
 
-  explicit DaemonClient(std::string socket_path, Connections connections = Connections::kept);
+  // Before it sends anything, it checks whom it talks to (proto/socket_path.hpp):
+  // the socket's directory and the socket, then the connected daemon's uid
+  // (SO_PEERCRED), each this user's or `daemon_uid` when the user named one
+  // (--daemon-uid, KOSLI_CRED_DAEMON_UID). Anyone else gets nothing: exit 5.
+  explicit DaemonClient(std::string socket_path, Connections connections = Connections::kept,
+                        std::optional<uid_t> daemon_uid = std::nullopt);
   ~DaemonClient();
 
   const std::string& socket_path() const { return socket_path_; }
@@ -39,6 +47,7 @@ class DaemonClient {
   class Connection;
   std::string socket_path_;
   Connections connections_;
+  std::optional<uid_t> daemon_uid_;
   std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 

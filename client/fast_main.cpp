@@ -52,14 +52,15 @@ int run_full_command_line(char** argv) {
 int main(int argc, char** argv) {
   if (argc < 1 || invoked_as_git_helper(argv[0])) return run_full_command_line(argv);
   auto fast = recognise_fast(std::span<char* const>(argv + 1, static_cast<std::size_t>(argc - 1)),
-                             std::getenv("KOSLI_PROFILE"));
+                             std::getenv("KOSLI_PROFILE"), std::getenv(kDaemonUidEnv.data()));
   if (!fast) return run_full_command_line(argv);
 
   disable_core_dumps();
   // A daemon that closes mid-request must give an error, not kill the client.
   std::signal(SIGPIPE, SIG_IGN);
   // Each of these commands makes one request.
-  DaemonClient daemon(resolve_socket_path(fast->socket), DaemonClient::Connections::one_per_request);
+  DaemonClient daemon(resolve_socket_path(fast->socket), DaemonClient::Connections::one_per_request,
+                      fast->daemon_uid);
   return run_reporting_errors([&] {
     switch (fast->command) {
       case FastCommand::token:

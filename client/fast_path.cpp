@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "proto/profile.hpp"
+#include "proto/socket_path.hpp"
 
 namespace kosli::client {
 namespace {
@@ -37,13 +38,15 @@ std::optional<FastCommand> command_named(std::string_view arg) {
 
 }  // namespace
 
-std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* env_profile) {
+std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* env_profile,
+                                       const char* env_daemon_uid) {
   FastArgs fast;
   std::optional<FastCommand> command;
-  std::optional<std::string> profile;
+  std::optional<std::string> profile, daemon_uid;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view arg = args[i];
     Read read = option_value(args, i, "--socket", fast.socket);
+    if (read == Read::not_this) read = option_value(args, i, "--daemon-uid", daemon_uid);
     if (read == Read::not_this && command) {
       read = option_value(args, i, "--profile", profile);
       if (read == Read::not_this) read = option_value(args, i, "-p", profile);
@@ -75,6 +78,13 @@ std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* 
     fast.profile = std::string(kDefaultProfile);
   }
   if (profile_name_problem(fast.profile)) return std::nullopt;
+
+  // The same for the daemon's uid; a bad one is the full command line's to report.
+  if (!daemon_uid && env_daemon_uid != nullptr && *env_daemon_uid != '\0') daemon_uid = env_daemon_uid;
+  if (daemon_uid) {
+    fast.daemon_uid = parse_uid(*daemon_uid);
+    if (!fast.daemon_uid) return std::nullopt;
+  }
   return fast;
 }
 

@@ -10,6 +10,8 @@
 // commands that run most.
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <span>
 #include <string>
@@ -22,6 +24,7 @@ enum class FastCommand { token, header, exec };
 struct FastArgs {
   FastCommand command = FastCommand::token;
   std::optional<std::string> socket;
+  std::optional<uid_t> daemon_uid;        // --daemon-uid, else $KOSLI_CRED_DAEMON_UID
   std::string profile;
   bool json = false;                      // token --json
   std::vector<std::string> exec_command;  // exec's CMD ARG…, after --
@@ -34,7 +37,10 @@ struct FastArgs {
 //   [--socket S] exec   [--profile P | -p P | --profile=P] [--socket S] -- CMD [ARG…]
 // in any order after the command, each at most once, no value empty or starting
 // with '-', and the profile (else $KOSLI_PROFILE, `env_profile`, else "default")
-// a valid name. nullopt for anything else.
-std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* env_profile);
+// a valid name. --daemon-uid U (or --daemon-uid=U) may stand wherever --socket
+// may; it, else $KOSLI_CRED_DAEMON_UID (`env_daemon_uid`), must be a uid.
+// nullopt for anything else.
+std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* env_profile,
+                                       const char* env_daemon_uid = nullptr);
 
 }  // namespace kosli::client

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "client/cli_error.hpp"
+#include "client/cli_failure.hpp"
 #include "client/commands.hpp"
 #include "client/core_dumps.hpp"
 #include "client/git_credential.hpp"
@@ -40,11 +41,11 @@ constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",  
 std::string_view command_named(const std::vector<char*>& args) {
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string_view arg = args[i];
-    if (arg == "--socket") {
+    if (arg == "--socket" || arg == "--daemon-uid") {
       ++i;  // and its value
       continue;
     }
-    if (arg.starts_with("--socket=")) continue;
+    if (arg.starts_with("--socket=") || arg.starts_with("--daemon-uid=")) continue;
     if (arg.starts_with("-")) return {};
     for (const auto command : kCommands) {
       if (arg == command) return command;
@@ -79,12 +80,22 @@ int main(int argc, char** argv) {
                "or a hidden prompt.",
                "kosli-cred"};
   app.set_version_flag("--version", std::string(KOSLI_VERSION));
+  // Before any subcommand is added: each takes its parent's.
+  app.failure_message(failure_message_without_values(args));
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the command
 
   std::optional<std::string> socket;
   app.add_option("--socket", socket, "kosli-credd's socket (default: $KOSLI_CRED_SOCKET, else "
                                      "$XDG_RUNTIME_DIR/kosli-cred/sock)");
+  std::string daemon_uid;
+  app.add_option("--daemon-uid", daemon_uid,
+                 "Also trust a sidecar kosli-credd that runs as this uid (its socket, and who answers there)")
+      ->type_name("UID")
+      ->envname(std::string(kDaemonUidEnv))
+      ->check([](const std::string& uid) {
+        return parse_uid(uid) ? std::string() : std::string("a uid is a number, such as 1001");
+      });
 
   StoreArgs store;
   CLI::App* store_cmd = subcommand(app, "store", "Store or replace a key (read from stdin, or a hidden prompt)");
@@ -92,10 +103,10 @@ int main(int argc, char** argv) {
     add_profile_option(store_cmd, store.profile);
     store_cmd->add_option("--org", store.org, "Kosli organisation")->required();
     auto* region = store_cmd->add_option("--region", store.region, "eu (app.kosli.com, default) or us (app.us.kosli.com)")
-                       ->check(CLI::IsMember({"eu", "us"}));
+                       ->check(one_of({"eu", "us"}));
     store_cmd->add_option("--host", store.host, "Custom Kosli base URL (https://…)")->excludes(region);
     store_cmd->add_option("--kind", store.kind, "Key kind")
-        ->check(CLI::IsMember({"service-account", "personal"}))
+        ->check(one_of({"service-account", "personal"}))
         ->capture_default_str();
     store_cmd->add_option("--expires-at", store.expires_at, "When the key expires (RFC 3339)");
     store_cmd->add_option("--description", store.description, "A note kept beside the key");
@@ -177,7 +188,8 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : exit_code::usage;
   }
 
-  DaemonClient daemon(resolve_socket_path(socket));
+  DaemonClient daemon(resolve_socket_path(socket), DaemonClient::Connections::kept,
+                      daemon_uid.empty() ? std::nullopt : parse_uid(daemon_uid));
   return run_reporting_errors([&] {
     auto ran = [](const CLI::App* cmd) { return cmd != nullptr && cmd->parsed(); };
     if (ran(store_cmd)) return cmd_store(daemon, store);

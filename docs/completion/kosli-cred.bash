@@ -14,7 +14,7 @@ _kosli_cred() {
   local command="" i
   for ((i = 1; i < cword; i++)); do
     case "${words[i]}" in
-      --socket) ((i++)) ;;
+      --socket | --daemon-uid) ((i++)) ;;
       --) break ;;
       -*) ;;
       *) command="${words[i]}"; break ;;
@@ -26,15 +26,16 @@ _kosli_cred() {
     --profile | -p) COMPREPLY=($(compgen -W "$(_kosli_cred_profiles)" -- "$cur")); return ;;
     --region) COMPREPLY=($(compgen -W "eu us" -- "$cur")); return ;;
     --kind) COMPREPLY=($(compgen -W "service-account personal" -- "$cur")); return ;;
+    --daemon-uid) COMPREPLY=($(compgen -W "$(id -u)" -- "$cur")); return ;;
     --org | --host | --expires-at | --description | --service-account | --key-id) return ;;
   esac
 
   if [[ -z "$command" ]]; then
-    COMPREPLY=($(compgen -W "$commands --socket --help --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "$commands --socket --daemon-uid --help --version" -- "$cur"))
     return
   fi
 
-  local options="--socket --help"
+  local options="--socket --daemon-uid --help"
   case "$command" in
     store) options+=" --profile --org --region --host --kind --expires-at --description --service-account --key-id" ;;
     token) options+=" --profile --json" ;;

@@ -295,8 +295,10 @@ TEST_F(CoreTest, AnotherUserIsRefusedEvenWhenModesAreLoosened) {
   ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
   ASSERT_EQ(::chmod((dir_.path() + "/kosli-cred").c_str(), 0755), 0);
   ASSERT_EQ(::chmod(socket().c_str(), 0666), 0);
+  // The client trusts a daemon of root's only when told to (it refuses by itself
+  // otherwise, tests/integration/client_trust_test.cpp): here the daemon must refuse.
   const auto r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin("kosli-cred"), "--socket",
-                      socket(), "token", "--profile", "it-peer"});
+                      socket(), "--daemon-uid", "0", "token", "--profile", "it-peer"});
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_EQ(r.out.find(key), std::string::npos);
   EXPECT_NE(daemon.log().find("refused a connection from uid 65534"), std::string::npos) << daemon.log();

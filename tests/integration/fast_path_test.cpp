@@ -70,6 +70,13 @@ TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
       {{"token", "-p", "ci"}, {}, last_with_equals},
       {{"header"}, {}, last},
       {{"exec", "-p", "ci", "--socket", socket(), "--", "sh", "-c", show_env}, {}},  // --socket twice
+      // A daemon uid named besides your own: your own daemon is still trusted.
+      {{"--daemon-uid", "4242", "token"}, {}},
+      {{"token", "-p", "ci", "--daemon-uid=4242"}, {}},
+      {{"exec", "--daemon-uid", "4242", "--", "sh", "-c", show_env}, {}},
+      {{"token"}, {{"KOSLI_CRED_DAEMON_UID", "4242"}}},
+      {{"token"}, {{"KOSLI_CRED_DAEMON_UID", "not-a-uid"}}},  // exit 2
+      {{"token", "--daemon-uid", "-1"}, {}},                   // exit 2
   };
   for (const auto& c : cases) {
     std::vector<std::string> args = c.args;
@@ -105,7 +112,7 @@ TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
     ++tokens;
     EXPECT_EQ(record.value("requester", ""), me) << record.dump();
   }
-  EXPECT_EQ(tokens, 2 * 14 + 3u);  // fourteen cases issue a token, each run twice
+  EXPECT_EQ(tokens, 2 * 18 + 3u);  // eighteen cases issue a token, each run twice
 }
 
 // The fast path needs nothing but bin/kosli-cred; the rest says what is missing.

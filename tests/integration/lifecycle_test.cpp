@@ -527,7 +527,7 @@ TEST_F(LifecycleTest, SidecarServesTheEnvironmentsKeyToAnAllowedUidUntilTheJobEn
     const auto as = [&](uid_t uid) {
       return run({"setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid), "--clear-groups",
                   bin("kosli-cred"), "--socket", socket(), "token"},
-                 RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "0"}}});
+                 RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "0"}, {"KOSLI_CRED_DAEMON_UID", "0"}}});  // root's sidecar
     };
     const auto allowed = as(kAllowedUid);
     EXPECT_EQ(allowed.exit_code, 0) << allowed.err;

@@ -52,6 +52,21 @@ TEST(FastPathTest, ExecTakesEverythingAfterTheDoubleDash) {
   EXPECT_EQ(args->exec_command, (std::vector<std::string>{"kosli", "--profile", "x", "--", "--json"}));
 }
 
+TEST(FastPathTest, TakesTheDaemonsUidFromTheOptionElseTheEnvironment) {
+  EXPECT_FALSE(recognise({"token"})->daemon_uid);
+  EXPECT_EQ(recognise({"--daemon-uid", "1001", "token"})->daemon_uid, 1001u);
+  EXPECT_EQ(recognise({"token", "--daemon-uid=1001", "-p", "ci"})->daemon_uid, 1001u);
+  std::vector<std::string> storage = {"exec", "--daemon-uid", "7", "--", "kosli"};
+  std::vector<char*> args;
+  for (auto& word : storage) args.push_back(word.data());
+  EXPECT_EQ(recognise_fast(args, nullptr, "1001")->daemon_uid, 7u) << "the option wins";
+  storage = {"token"};
+  args = {storage[0].data()};
+  EXPECT_EQ(recognise_fast(args, nullptr, "1001")->daemon_uid, 1001u);
+  EXPECT_FALSE(recognise_fast(args, nullptr, "")->daemon_uid) << "as CLI11: empty is unset";
+  EXPECT_FALSE(recognise_fast(args, nullptr, "someone")) << "a bad uid is CLI11's to report";
+}
+
 TEST(FastPathTest, TheEnvironmentNamesTheProfileUnlessAnOptionDoes) {
   EXPECT_EQ(recognise({"token"}, "from-env")->profile, "from-env");
   EXPECT_EQ(recognise({"token", "-p", "flag"}, "from-env")->profile, "flag");
@@ -93,6 +108,11 @@ TEST(FastPathTest, LeavesEverythingElseToTheFullCommandLine) {
       {"exec", "kosli"},
       {"exec", "--json", "--", "kosli"},
       {"token", "header"},
+      {"--daemon-uid", "token"},
+      {"token", "--daemon-uid", "x1"},
+      {"token", "--daemon-uid", "-1"},
+      {"token", "--daemon-uid=", "-p", "ci"},
+      {"--daemon-uid", "1", "token", "--daemon-uid", "1"},
   };
   for (const auto& words : others) {
     std::string shown;

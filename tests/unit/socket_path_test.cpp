@@ -165,5 +165,52 @@ TEST_F(PrivateDirectoryTest, ReportsAMissingParent) {
   EXPECT_TRUE(Mentions(*problem, "cannot create"));
 }
 
+TEST(ParseUidTest, TakesDecimalUidsOnly) {
+  EXPECT_EQ(parse_uid("0"), 0u);
+  EXPECT_EQ(parse_uid("1001"), 1001u);
+  EXPECT_EQ(parse_uid("4294967294"), 4294967294u);
+  for (const char* bad : {"", "-1", "+5", "1001 ", " 1001", "0x10", "abc", "4294967295", "99999999999"}) {
+    EXPECT_FALSE(parse_uid(bad)) << "'" << bad << "'";
+  }
+}
+
+// The trust check's own cases; what another uid sees is in
+// tests/integration/client_trust_test.cpp.
+TEST_F(PrivateDirectoryTest, TrustsThisUsersPrivateSocketAndNothingThere) {
+  ASSERT_EQ(::mkdir(path("sockdir").c_str(), 0700), 0);
+  EXPECT_EQ(socket_trust_problem(path("sockdir/sock"), std::nullopt), std::nullopt) << "nothing there yet";
+  EXPECT_EQ(socket_trust_problem(path("missing/sock"), std::nullopt), std::nullopt) << "nothing there yet";
+  std::ofstream(path("sockdir/sock")) << "";
+  ASSERT_EQ(::chmod(path("sockdir/sock").c_str(), 0666), 0);
+  EXPECT_EQ(socket_trust_problem(path("sockdir/sock"), std::nullopt), std::nullopt) << "this user's own sidecar";
+  // Named another daemon uid: this user's 0666 socket is no longer the daemon's.
+  const auto other = socket_trust_problem(path("sockdir/sock"), ::geteuid() + 1);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(Mentions(*other, "has mode 0666"));
+}
+
+TEST_F(PrivateDirectoryTest, DoesNotTrustAWritableOrSymlinkedDirectory) {
+  ASSERT_EQ(::mkdir(path("sockdir").c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(path("sockdir").c_str(), 0730), 0);
+  const auto loose = socket_trust_problem(path("sockdir/sock"), std::nullopt);
+  ASSERT_TRUE(loose.has_value());
+  EXPECT_TRUE(Mentions(*loose, "has mode 0730"));
+  ASSERT_EQ(::chmod(path("sockdir").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink(path("sockdir").c_str(), path("link").c_str()), 0);
+  const auto linked = socket_trust_problem(path("link/sock"), std::nullopt);
+  ASSERT_TRUE(linked.has_value());
+  EXPECT_TRUE(Mentions(*linked, "symbolic link"));
+}
+
+TEST(DaemonPeerTest, TrustsThisUserAndTheNamedUidOnly) {
+  const uid_t me = ::geteuid();
+  EXPECT_EQ(daemon_peer_problem("/s", me, std::nullopt), std::nullopt);
+  EXPECT_EQ(daemon_peer_problem("/s", me, me + 7), std::nullopt);
+  EXPECT_EQ(daemon_peer_problem("/s", me + 7, me + 7), std::nullopt);
+  const auto other = daemon_peer_problem("/s", me + 8, me + 7);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(Mentions(*other, "runs as uid " + std::to_string(me + 8)));
+}
+
 }  // namespace
 }  // namespace kosli
