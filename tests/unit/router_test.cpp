@@ -181,7 +181,8 @@ TEST_F(RouterTest, TokenGoesOnlyToAllowedProgramsWhenTheConfigListsThem) {
   config.path = "/home/u/.config/kosli-cred/config.json";
   config.profiles["ci"].allowed_clients = {"/usr/bin/kosli"};
   policy_ = Policy(config);
-  put("ci", "key-123");  // also caches the key: the check must come first
+  peer_.requester = "/usr/bin/kosli";  // a guarded profile is stored by a listed program too
+  put("ci", "key-123");                // also caches the key: the check must come first
 
   peer_.requester = "/usr/bin/curl";
   const Response refused = token("ci");
