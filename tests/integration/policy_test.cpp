@@ -317,5 +317,41 @@ TEST_F(PolicyTest, ExecAsksForTheProgramItRunsSoTheListNamesWhatUsersRun) {
   EXPECT_EQ(issued, 2u);
 }
 
+// What the README says to list for git: git runs the helper from its exec
+// path, so "$(git --exec-path)/git" is the requester, not the shell.
+TEST_F(PolicyTest, GitsHelperAsksForTheGitInGitsExecPath) {
+  const auto exec_path = run({"git", "--exec-path"});
+  if (exec_path.exit_code != 0) GTEST_SKIP() << "needs git";
+  const std::string git = real_path(exec_path.out.substr(0, exec_path.out.find('\n')) + "/git");
+  write_config({{"profiles", {{"it-git", {{"allowed_clients", {git}}}}}}});
+  const std::string key = unique_key();
+  std::ofstream(dir_.path() + "/import.json")
+      << json::array({{{"name", "it-git"}, {"org", "acme"}, {"api_key", key}, {"host", "https://app.us.kosli.com"}}})
+             .dump();
+  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", dir_.path() + "/import.json"});
+  const std::string bin_dir = bin("kosli-cred").substr(0, bin("kosli-cred").rfind('/'));
+  const auto fill = run({"git", "-c", "credential.helper=", "-c", "credential.helper=kosli", "credential", "fill"},
+                        RunOptions{"protocol=https\nhost=app.us.kosli.com\n\n",
+                                   {{"PATH", bin_dir + ":" + std::getenv("PATH")},
+                                    {"KOSLI_CRED_SOCKET", socket()},
+                                    {"KOSLI_CRED_AUTOSTART", "0"},
+                                    {"HOME", dir_.path()},
+                                    {"GIT_CONFIG_NOSYSTEM", "1"},
+                                    {"GIT_CONFIG_GLOBAL", "/dev/null"},
+                                    {"GIT_TERMINAL_PROMPT", "0"},
+                                    {"GIT_ASKPASS", ""}}});
+  EXPECT_EQ(fill.exit_code, 0) << fill.err;
+  EXPECT_NE(fill.out.find("password=" + key + "\n"), std::string::npos) << fill.err;
+
+  bool issued = false;
+  for (const auto& rec : audit_records(daemon.audit_log())) {
+    if (rec["event"] != "token" || rec["result"] != "issued") continue;
+    issued = true;
+    EXPECT_EQ(rec["requester"], git) << rec.dump();
+    EXPECT_EQ(rec["requester_by"], "parent_of_kosli_cred") << rec.dump();
+  }
+  EXPECT_TRUE(issued);
+}
+
 }  // namespace
 }  // namespace kosli::test
