@@ -182,7 +182,8 @@ int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::
   const auto program = find_program(command.front());
   if (!program) {
     const int err = errno;
-    throw CliError(err == ENOENT || err == ENOTDIR ? 127 : 126, "cannot run " + command.front() + ": " + std::strerror(err));
+    throw CliError(err == ENOENT || err == ENOTDIR ? 127 : 126,
+                   "cannot run " + command.front() + ": " + std::strerror(err));
   }
   if (program->find_first_of("\r\n") != std::string::npos) {
     throw CliError(126, "cannot run " + command.front() + ": its path holds a line break");

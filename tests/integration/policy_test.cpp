@@ -99,7 +99,8 @@ TEST_F(PolicyTest, AProgramNamedKosliCredIsNotTheInstalledClient) {
   const std::string shell = real_path("/bin/sh");
   write_config({{"profiles", {{"it-guarded", {{"allowed_clients", {shell}}}}}}});
   const std::string key = unique_key();
-  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
 
   const auto allowed = token_run_by("/bin/sh", "it-guarded");
   ASSERT_EQ(allowed.exit_code, 0) << allowed.err;
@@ -135,7 +136,8 @@ TEST_F(PolicyTest, APeerThatExecsAnotherProgramIsRefusedOnItsNextRequest) {
   if (!can_run(python) || !can_run("/bin/bash")) GTEST_SKIP() << "needs /usr/bin/python3 and /bin/bash";
   write_config({{"profiles", {{"it-guarded", {{"allowed_clients", {real_path(python)}}}}}}});
   const std::string key = unique_key();
-  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
 
   const std::string script = dir_.path() + "/ask-then-exec.py";
   std::ofstream(script) << R"PY(import os, socket, sys
@@ -184,7 +186,8 @@ TEST_F(PolicyTest, AnUnlistedProgramCanNeitherReplaceNorEraseNorRotateAGuardedPr
   // git_erase "delete": a reject that got through would erase the profile.
   write_config({{"git_erase", "delete"}, {"profiles", {{"it-guarded", guard}, {"it-new", guard}}}});
   const std::string key = unique_key();
-  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
   const auto before = http("GET", "/v1/profiles/it-guarded");
   ASSERT_EQ(before.status, 200) << before.body;
 
@@ -253,8 +256,8 @@ TEST_F(PolicyTest, AnotherUidReadsTokensOnlyUnlessGrantedManage) {
     EXPECT_NE(erase.err.find("\"allow_uid_access\": \"manage\""), std::string::npos) << erase.err;
     EXPECT_EQ(other_cred({"rotate", "--profile", "it-shared"}, unique_key() + "\n").exit_code, 5);
     EXPECT_EQ(other_cred({"store", "--profile", "it-mine", "--org", "acme"}, unique_key() + "\n").exit_code, 5);
-    const auto put = http("PUT", "/v1/profiles/it-shared", json{{"org", "evil"}, {"api_key", unique_key()}, {"kind", "personal"}}.dump(),
-                          as_other);
+    const std::string replacement = json{{"org", "evil"}, {"api_key", unique_key()}, {"kind", "personal"}}.dump();
+    const auto put = http("PUT", "/v1/profiles/it-shared", replacement, as_other);
     EXPECT_EQ(put.status, 403) << put.body;
     EXPECT_EQ(http("POST", "/v1/profiles/it-shared/reject", {}, as_other).status, 403);
     EXPECT_EQ(http("POST", "/v1/lock", {}, as_other).status, 403);
@@ -283,14 +286,15 @@ TEST_F(PolicyTest, ExecAsksForTheProgramItRunsSoTheListNamesWhatUsersRun) {
   ASSERT_EQ(::chmod(kosli.c_str(), 0755), 0);
   write_config({{"profiles", {{"it-kosli", {{"allowed_clients", {real_path(kosli)}}}}}}});
   const std::string key = unique_key();
-  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", import_file("it-kosli", key)});
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", import_file("it-kosli", key)});
 
   const auto by_path = cred(socket(), {"exec", "--profile", "it-kosli", "--", kosli, "KOSLI_API_TOKEN"});
   EXPECT_EQ(by_path.exit_code, 0) << by_path.err;
   EXPECT_EQ(by_path.out, key + "\n");
   const std::string path = dir_.path() + "/bin:" + std::getenv("PATH");
-  const auto on_path =
-      cred(socket(), {"exec", "--profile", "it-kosli", "--", "kosli", "KOSLI_API_TOKEN"}, RunOptions{"", {{"PATH", path}}});
+  const auto on_path = cred(socket(), {"exec", "--profile", "it-kosli", "--", "kosli", "KOSLI_API_TOKEN"},
+                            RunOptions{"", {{"PATH", path}}});
   EXPECT_EQ(on_path.exit_code, 0) << on_path.err;
   EXPECT_EQ(on_path.out, key + "\n");
 
@@ -328,7 +332,8 @@ TEST_F(PolicyTest, GitsHelperAsksForTheGitInGitsExecPath) {
   std::ofstream(dir_.path() + "/import.json")
       << json::array({{{"name", "it-git"}, {"org", "acme"}, {"api_key", key}, {"host", "https://app.us.kosli.com"}}})
              .dump();
-  Daemon daemon(socket(), {"--backend", "memory", "--config", config_path(), "--import", dir_.path() + "/import.json"});
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", dir_.path() + "/import.json"});
   const std::string bin_dir = bin("kosli-cred").substr(0, bin("kosli-cred").rfind('/'));
   const auto fill = run({"git", "-c", "credential.helper=", "-c", "credential.helper=kosli", "credential", "fill"},
                         RunOptions{"protocol=https\nhost=app.us.kosli.com\n\n",
