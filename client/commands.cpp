@@ -14,6 +14,7 @@
 
 #include "client/cli_error.hpp"
 #include "client/core_dumps.hpp"
+#include "client/exec_program.hpp"
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
@@ -176,6 +177,18 @@ int cmd_header(DaemonClient& daemon, const std::string& profile) {
 int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::string> command) {
   if (!command.empty() && command.front() == "--") command.erase(command.begin());
   if (command.empty()) throw CliError(exit_code::usage, "exec needs a command: kosli-cred exec -- CMD [ARG...]");
+  // The program is found first: kosli-credd is told which it is (allowed_clients
+  // lists what users run, not kosli-cred), and exactly that file is run.
+  const auto program = find_program(command.front());
+  if (!program) {
+    const int err = errno;
+    throw CliError(err == ENOENT || err == ENOTDIR ? 127 : 126,
+                   "cannot run " + command.front() + ": " + std::strerror(err));
+  }
+  if (program->find_first_of("\r\n") != std::string::npos) {
+    throw CliError(126, "cannot run " + command.front() + ": its path holds a line break");
+  }
+  daemon.set_exec_program(*program);
   auto token = fetch_token_and_warn(daemon, profile);
   // The environment of the one command this runs: every name Kosli's tools read.
   const std::string token_text(token.token.reveal());
@@ -191,7 +204,7 @@ int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::
   std::fflush(nullptr);
   std::signal(SIGPIPE, SIG_DFL);  // the command gets default signal dispositions
   restore_core_dumps();           // and the core-file limit kosli-cred was given
-  ::execvp(argv[0], argv.data());
+  ::execv(program->c_str(), argv.data());
   const int err = errno;
   throw CliError(err == ENOENT ? 127 : 126, "cannot run " + command.front() + ": " + std::strerror(err));
 }

@@ -22,6 +22,7 @@
 #include "client/cli_error.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
+#include "proto/routes.hpp"
 #include "proto/secret.hpp"
 #include "proto/socket_path.hpp"
 
@@ -205,11 +206,13 @@ class DaemonClient::Connection {
   }
 
   HttpResult request(std::string_view method, const std::string& target, std::string* body,
-                     std::chrono::seconds deadline, const std::string& path, bool keep_alive) {
+                     std::chrono::seconds deadline, const std::string& path, bool keep_alive,
+                     const std::string& exec_program) {
     // The check was made when this connection was; each request reuses it.
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
+    if (!exec_program.empty()) req.set(kExecProgramHeader, exec_program);
     req.keep_alive(keep_alive);
     if (body != nullptr) {
       req.set(http::field::content_type, "application/json");
@@ -277,7 +280,7 @@ HttpResult DaemonClient::request(std::string_view method, const std::string& tar
                                  std::chrono::seconds deadline) {
   if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_);
   const bool keep_alive = connections_ == Connections::kept;
-  HttpResult result = connection_->request(method, target, body, deadline, socket_path_, keep_alive);
+  HttpResult result = connection_->request(method, target, body, deadline, socket_path_, keep_alive, exec_program_);
   if (!keep_alive) connection_.reset();
   if (result.status >= 200 && result.status < 300) return result;
   const auto error = parse_error_body(result.body);

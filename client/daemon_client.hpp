@@ -36,6 +36,10 @@ class DaemonClient {
 
   const std::string& socket_path() const { return socket_path_; }
 
+  // Names, with every request from now on, the program `kosli-cred exec` is
+  // about to run (proto/routes.hpp's kExecProgramHeader).
+  void set_exec_program(std::string path) { exec_program_ = std::move(path); }
+
   // Sends one request and returns a 2xx answer. Throws CliError: exit 4 when the
   // daemon cannot be reached or does not answer within `deadline`, and the
   // daemon's own error (mapped to an exit code) for a non-2xx answer. `body`,
@@ -48,6 +52,7 @@ class DaemonClient {
   std::string socket_path_;
   Connections connections_;
   std::optional<uid_t> daemon_uid_;
+  std::string exec_program_;
   std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 

@@ -195,6 +195,10 @@ std::string AuditLog::format(const AuditRecord& r, const Peer& peer, std::string
   if (!peer.requester.empty()) {
     key("requester");
     text(peer.requester);
+    key("requester_by");  // how it was found: best effort (README, "Security model")
+    line += peer.requester_source == RequesterSource::client_parent ? "\"parent_of_kosli_cred\""
+            : peer.requester_source == RequesterSource::client_exec ? "\"kosli_cred_exec\""
+                                                                     : "\"peer\"";
     key("requester_pid");
     line += std::to_string(peer.requester_pid);
   }

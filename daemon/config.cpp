@@ -133,6 +133,15 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       } else {
         problem = r.error(key, "must be \"forget\" or \"delete\"");
       }
+    } else if (key == "allow_uid_access") {
+      if (value == "read") {
+        config.allow_uid_access = UidAccess::read;
+      } else if (value == "manage") {
+        config.allow_uid_access = UidAccess::manage;
+      } else {
+        problem = r.error(key, "must be \"read\" (other uids read tokens only) or \"manage\" (they may "
+                               "also store, erase, verify, rotate and reject)");
+      }
     } else if (key == "allow_uids") {
       if (!value.is_array()) problem = r.error(key, "must be a list of numeric uids");
       for (const auto& uid : value) {
@@ -153,7 +162,7 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       }
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
-                             "allow_uids, git_erase, ca_file, expiry_warning_days, profiles)");
+                             "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, profiles)");
     }
     if (problem) return *problem;
   }

@@ -16,6 +16,12 @@ namespace kosli::daemon {
 
 enum class GitErase { forget, remove };  // "forget" | "delete"
 
+// What the other uids admitted with --allow-uid (or allow_uids) may do.
+enum class UidAccess {
+  read,    // "read": health, profiles, a profile, a token, metrics (the GET routes)
+  manage,  // "manage": every route, as the owner
+};
+
 struct ProfileConfig {
   // Absolute paths of the programs a token for this profile may go to; empty:
   // any program of the daemon's user.
@@ -38,6 +44,7 @@ struct Config {
   std::optional<long> idle_exit_s;
   std::optional<std::string> audit_log;
   std::vector<uid_t> allow_uids;
+  UidAccess allow_uid_access = UidAccess::read;
   GitErase git_erase = GitErase::forget;
   std::optional<std::string> ca_file;
   int expiry_warning_days = kDefaultExpiryWarningDays;  // 0: never warn

@@ -6,6 +6,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include "proto/limits.hpp"
+#include "proto/routes.hpp"
 #include "proto/secret.hpp"
 
 namespace kosli::daemon {
@@ -90,7 +91,8 @@ ReadOutcome take_request(RequestParser& parser, beast::error_code ec) {
                   "the JSON body nests deeper than " + std::to_string(limits::kMaxJsonDepth) + " levels");
   }
   ParsedRequest parsed{Request{std::string(req.method_string()), std::string(req.target()),
-                               std::string(req[http::field::content_type]), std::move(req.body())},
+                               std::string(req[http::field::content_type]), std::move(req.body()),
+                               std::string(req[kExecProgramHeader])},
                        req.keep_alive()};
   return parsed;
 }

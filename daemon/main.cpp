@@ -20,6 +20,7 @@
 #include "daemon/activation.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
+#include "daemon/peer_identity.hpp"
 #include "daemon/hardening.hpp"
 #include "daemon/import.hpp"
 #include "daemon/key_lifecycle.hpp"
@@ -171,6 +172,7 @@ int main(int argc, char** argv) {
   setup_logging(opt.log_level);
   const auto systemd = SystemdNotifier::from_environment();
 
+  locate_installed_client();  // by real path, before anything can replace the programs
   auto loaded = load_config(opt.config);
   if (auto* error = std::get_if<ConfigError>(&loaded)) {
     spdlog::error("configuration: {}", error->message);

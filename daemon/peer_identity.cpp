@@ -2,19 +2,59 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <string_view>
+
+// The full command line relative to kosli-credd's directory (daemon/CMakeLists.txt,
+// computed as client/CMakeLists.txt computes it).
+#ifndef KOSLI_CLI_FROM_CREDD_DIR
+#error "daemon/CMakeLists.txt defines KOSLI_CLI_FROM_CREDD_DIR"
+#endif
+
+// Linux 6.5; older C library headers lack the name.
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 namespace kosli::daemon {
 namespace {
 
-// The client's own program name: its requester is the program that ran it.
-constexpr std::string_view kClientName = "kosli-cred";
+// This installation's two kosli-cred programs, by real path ("" when absent).
+struct InstalledClient {
+  std::string fast;  // bin/kosli-cred
+  std::string full;  // libexec/kosli-cred/kosli-cred
+};
+
+std::string real_path(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr) return {};
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
+const InstalledClient& installed_client() {
+  static const InstalledClient client = [] {
+    InstalledClient found;
+    char self[PATH_MAX];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return found;
+    const std::string_view path(self, static_cast<std::size_t>(n));
+    const std::string dir(path.substr(0, path.rfind('/') + 1));
+    found.fast = real_path(dir + "kosli-cred");
+    found.full = real_path(dir + KOSLI_CLI_FROM_CREDD_DIR);
+    return found;
+  }();
+  return client;
+}
 
 struct ProcessStat {
   pid_t ppid = 0;
@@ -90,12 +130,44 @@ unsigned long long boot_ticks_now() {
   return static_cast<unsigned long long>(ts.tv_sec) * hz + static_cast<unsigned long long>(ts.tv_nsec) * hz / 1000000000ULL;
 }
 
-std::string_view base_name(std::string_view path) {
-  const auto slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+// Whether the process `pidfd` stands for has not been reaped (a zombie's pid
+// cannot be reused either).
+bool still_there(int pidfd) {
+  return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0 || errno == EPERM;
+}
+
+// The programs of `peer`, whose /proc directory `client` is known to be the
+// connected process's, and whose parent was `ppid` a moment ago.
+void read_programs(Peer& peer, const ProcessDir& client, pid_t ppid) {
+  peer.exe = client.exe();
+  peer.requester = peer.exe;
+  peer.requester_pid = peer.pid;
+  peer.requester_source = RequesterSource::peer;
+  peer.installed_client = is_installed_client(peer.exe);
+  if (!peer.installed_client) return;
+
+  peer.requester_source = RequesterSource::client_parent;
+  peer.requester.clear();
+  peer.requester_pid = ppid;
+  if (ppid <= 1) return;  // what ran it has gone
+  const ProcessDir parent(ppid);
+  // The client must still be the parent's child: else the parent has gone, the
+  // client was re-parented, and the pid may name someone else by now. While it
+  // is, the parent holds its pid, so the directory opened is the parent's, and
+  // what is read through it is the parent's program now (after any exec).
+  const auto again = client.stat();
+  if (!again || again->ppid != ppid) return;
+  peer.requester = parent.exe();
 }
 
 }  // namespace
+
+void locate_installed_client() { (void)installed_client(); }
+
+bool is_installed_client(std::string_view exe) {
+  const auto& client = installed_client();
+  return !exe.empty() && (exe == client.fast || exe == client.full);
+}
 
 std::optional<Peer> peer_of(int fd) {
   struct ucred cred {};
@@ -104,6 +176,7 @@ std::optional<Peer> peer_of(int fd) {
     return std::nullopt;
   }
   Peer peer{cred.pid, cred.uid, cred.gid};
+  peer.socket = fd;
   peer.requester_pid = peer.pid;
   // A process that started after now cannot be the one that connected: its pid
   // has been reused. (One tick of slack: start times are rounded to ticks.)
@@ -111,19 +184,41 @@ std::optional<Peer> peer_of(int fd) {
   const ProcessDir client(peer.pid);
   const auto stat = client.stat();
   if (!stat || stat->start_ticks > not_after) return peer;
-  peer.exe = client.exe();
-  peer.requester = peer.exe;
-  if (peer.exe.empty() || base_name(peer.exe) != kClientName || stat->ppid <= 1) return peer;
-
-  peer.requester_pid = stat->ppid;
-  const ProcessDir parent(stat->ppid);
-  peer.requester = parent.exe();
-  // The client must still be the parent's child: else the parent has gone, the
-  // client was re-parented, and the pid may name someone else by now. While it
-  // is, the parent has held its pid all along, so the program read is its own.
-  const auto again = client.stat();
-  if (!again || again->ppid != stat->ppid) peer.requester.clear();
+  read_programs(peer, client, stat->ppid);
   return peer;
+}
+
+Peer peer_now(const Peer& at_connect, std::string_view exec_program) {
+  Peer peer{at_connect.pid, at_connect.uid, at_connect.gid};
+  peer.socket = at_connect.socket;
+  peer.requester_pid = peer.pid;
+  if (at_connect.socket < 0) {
+    peer = at_connect;  // not on a socket (the router's unit tests): as given
+  } else {
+    int pidfd = -1;
+    socklen_t len = sizeof pidfd;
+    const bool pinned = ::getsockopt(at_connect.socket, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0;
+    const bool no_pidfds = !pinned && (errno == ENOPROTOOPT || errno == EINVAL);
+    const auto not_after = boot_ticks_now() + 1;
+    const ProcessDir client(peer.pid);
+    // Opened, then found not reaped: the directory is the connected process's.
+    const bool ours = pinned ? still_there(pidfd) : no_pidfds;
+    if (pinned) ::close(pidfd);
+    const auto stat = ours ? client.stat() : std::nullopt;
+    if (stat && (pinned || stat->start_ticks <= not_after)) read_programs(peer, client, stat->ppid);
+  }
+  take_exec_program(peer, exec_program);
+  return peer;
+}
+
+bool take_exec_program(Peer& peer, std::string_view program) {
+  if (!peer.installed_client || program.empty() || program.front() != '/' || program.size() >= PATH_MAX) {
+    return false;
+  }
+  peer.requester.assign(program);
+  peer.requester_pid = peer.pid;  // the process that is about to become it
+  peer.requester_source = RequesterSource::client_exec;
+  return true;
 }
 
 Peer this_process() {

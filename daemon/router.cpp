@@ -11,6 +11,7 @@
 #include "daemon/audit_log.hpp"
 #include "daemon/fingerprint.hpp"
 #include "daemon/key_lifecycle.hpp"
+#include "daemon/peer_identity.hpp"
 #include "daemon/policy.hpp"
 #include "proto/routes.hpp"
 #include "proto/time_format.hpp"
@@ -65,6 +66,20 @@ json describe(AuditLog& audit) {
     j["failing_since"] = format_rfc3339(h.failing_since);
   }
   return j;
+}
+
+// The audit log's name for what a route does.
+std::string_view audit_event(Route route) {
+  switch (route) {
+    case Route::put_profile: return "store";
+    case Route::delete_profile: return "erase";
+    case Route::token: return "token";
+    case Route::verify: return "verify";
+    case Route::rotate: return "rotate";
+    case Route::reject: return "reject";
+    case Route::lock: return "lock";
+    default: return route_spec(route).pattern;
+  }
 }
 
 // The audit result for an error answer.
@@ -134,24 +149,44 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
   const auto& route = std::get<RouteMatch>(matched);
   if (route.route != Route::put_profile && !(route.route == Route::rotate && lifecycle_)) wipe(request.body);
 
+  // The one guard for every route. Where the program asking decides, it is
+  // read again for this request (a peer may have exec'd since it connected);
+  // elsewhere the peer as it connected is enough, and costs nothing more.
+  std::optional<Peer> now;
+  if (policy_.guards(route.route, route.profile)) {
+    now = peer_now(peer, request.exec_program);
+  } else if (!request.exec_program.empty() && peer.installed_client) {
+    now = peer;
+    take_exec_program(*now, request.exec_program);
+  }
+  const Peer& asking = now ? *now : peer;
+  if (auto refusal = policy_.refuse(route.route, route.profile, asking)) {
+    wipe(request.body);
+    // (The refusal names the program through display_safe; a profile name is checked.)
+    spdlog::warn("{}: refused uid {} pid {}{}{}: {}", audit_event(route.route), asking.uid, asking.pid,
+                 route.profile.empty() ? "" : ", profile ", route.profile, *refusal);
+    audit_.record(AuditRecord{audit_event(route.route), route.profile, "refused", *refusal}, asking);
+    return reply(error_response(ErrorCode::forbidden, *refusal));
+  }
+
   switch (route.route) {
     case Route::health: return health(std::move(reply));
     case Route::list_profiles: return list_profiles(std::move(reply));
     case Route::get_profile: return get_profile(route.profile, std::move(reply));
-    case Route::put_profile: return put_profile(route.profile, request, peer, std::move(reply));
-    case Route::delete_profile: return delete_profile(route.profile, peer, std::move(reply));
-    case Route::token: return token(route.profile, peer, std::move(reply));
-    case Route::reject: return reject(route.profile, peer, std::move(reply));
+    case Route::put_profile: return put_profile(route.profile, request, asking, std::move(reply));
+    case Route::delete_profile: return delete_profile(route.profile, asking, std::move(reply));
+    case Route::token: return token(route.profile, asking, std::move(reply));
+    case Route::reject: return reject(route.profile, asking, std::move(reply));
     case Route::lock:
       cache_.clear();
       spdlog::info("lock: forgot every cached key");
-      audit_.record(AuditRecord{"lock", {}, "ok", {}}, peer);
+      audit_.record(AuditRecord{"lock", {}, "ok", {}}, asking);
       return reply(Response{204, {}});
     case Route::verify:
     case Route::rotate:
       if (lifecycle_) {
-        return route.route == Route::verify ? lifecycle_->verify(route.profile, peer, std::move(reply))
-                                            : lifecycle_->rotate(route.profile, request, peer, std::move(reply));
+        return route.route == Route::verify ? lifecycle_->verify(route.profile, asking, std::move(reply))
+                                            : lifecycle_->rotate(route.profile, request, asking, std::move(reply));
       }
       return reply(error_response(ErrorCode::not_implemented,
                                   "this kosli-credd has no Kosli API client, so it cannot " +
@@ -287,11 +322,6 @@ void Router::reject(const std::string& name, const Peer& peer, Reply reply) {
 }
 
 void Router::token(const std::string& name, const Peer& peer, Reply reply) {
-  if (auto refusal = policy_.refuse_token(name, peer)) {
-    spdlog::warn("token: refused profile '{}' to pid {}: {}", name, peer.requester_pid, *refusal);
-    audit_.record(AuditRecord{"token", name, "refused", *refusal}, peer);
-    return reply(error_response(ErrorCode::forbidden, *refusal));
-  }
   if (auto waiting = lifecycle_ ? lifecycle_->waiting_key(name) : std::nullopt) {
     // Kosli issued this key and the keyring has not taken it yet: it is the current one.
     if (auto why = expired(name, waiting->info)) {

@@ -30,6 +30,12 @@ struct RouteSpec {
 
 const RouteSpec& route_spec(Route route) noexcept;
 
+// The request header in which `kosli-cred exec -- CMD` names the program it is
+// about to run: CMD's real path, found the way execvp finds it. kosli-credd
+// believes it only from its own installation's kosli-cred, and takes that
+// program as the requester (allowed_clients, the audit log).
+inline constexpr std::string_view kExecProgramHeader = "Kosli-Exec-Program";
+
 // The request target for a route, with the profile name filled in.
 std::string route_target(Route route, std::string_view profile = {});
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -103,16 +104,22 @@ TEST_F(FastPathTest, BothProgramsGiveTheSameAnswers) {
   EXPECT_EQ(shown.exit_code, 3);
   EXPECT_EQ(shown.out, ci_key_ + "|ci-org|https://app.us.kosli.com|");
 
-  // kosli-credd takes both for the client: the program that ran it is the requester.
+  // kosli-credd takes both for the client: the program that ran it is the
+  // requester, or for exec the program it runs.
   daemon_.stop();
   const std::string me = this_program();
+  char shell[PATH_MAX];
+  ASSERT_NE(::realpath("/bin/sh", shell), nullptr);
   std::size_t tokens = 0;
   for (const auto& record : audit_records(daemon_.audit_log())) {
     if (record.value("event", "") != "token" || record.value("result", "") != "issued") continue;
     ++tokens;
-    EXPECT_EQ(record.value("requester", ""), me) << record.dump();
+    const bool exec = record.value("requester_by", "") == "kosli_cred_exec";
+    EXPECT_EQ(record.value("requester", ""), exec ? std::string(shell) : me) << record.dump();
+    if (!exec) EXPECT_EQ(record.value("requester_by", ""), "parent_of_kosli_cred") << record.dump();
   }
-  EXPECT_EQ(tokens, 2 * 18 + 3u);  // eighteen cases issue a token, each run twice
+  // Seventeen cases issue a token, each run twice (exec of a missing program asks for none).
+  EXPECT_EQ(tokens, 2 * 17 + 3u);
 }
 
 // The fast path needs nothing but bin/kosli-cred; the rest says what is missing.

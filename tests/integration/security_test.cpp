@@ -188,7 +188,11 @@ TEST_F(SecurityTest, OnlyAllowedProgramsGetATokenForAGuardedProfile) {
   write_config(R"({"profiles": {"it-guarded": {"allowed_clients": [")" + shell + R"("]}}})");
   Daemon daemon(socket(), {"--backend", "memory", "--config", config_path()});
   const std::string key = unique_key();
-  ASSERT_EQ(store("it-guarded", key).exit_code, 0);
+  // A guarded profile is stored from a listed program too.
+  const auto stored = run({"/bin/sh", "-c", "\"$0\" --socket \"$1\" store --profile it-guarded --org acme; exit $?",
+                           bin("kosli-cred"), socket()},
+                          RunOptions{key});
+  ASSERT_EQ(stored.exit_code, 0) << stored.err;
   ASSERT_EQ(store("it-open", key).exit_code, 0);
 
   // Run by the allowed shell (not exec'd by it: the trailing command keeps sh the parent).

@@ -62,7 +62,10 @@ TEST(AuditLogFormatTest, IsTheJsonObjectOfTheRecordOnOneLine) {
     Peer peer;
   };
   const std::vector<Case> cases = {
-      {{"token", "default", "issued", "cached"}, {1234, 1000, 1000, "/usr/bin/kosli-cred", "/bin/bash", 99}},
+      {{"token", "default", "issued", "cached"},
+       {1234, 1000, 1000, "/usr/bin/kosli-cred", "/bin/bash", 99, RequesterSource::client_parent}},
+      {{"token", "default", "issued", "cached"},
+       {1234, 1000, 1000, "/usr/bin/kosli-cred", "/usr/bin/kosli", 1234, RequesterSource::client_exec}},
       {{"connection", "", "refused", "uid not allowed"}, {7, 1001, 1001, "", "", 0}},
       {{"store", "ci", "error", "quote \" backslash \\ newline \n tab \t bell \a"},
        {42, 0, 0, "/opt/odd dir/\"x\"", "/tmp/" + bad_utf8, 41}},
@@ -79,6 +82,9 @@ TEST(AuditLogFormatTest, IsTheJsonObjectOfTheRecordOnOneLine) {
     if (!peer.requester.empty()) {
       j["requester"] = peer.requester;
       j["requester_pid"] = peer.requester_pid;
+      j["requester_by"] = peer.requester_source == RequesterSource::client_parent ? "parent_of_kosli_cred"
+                          : peer.requester_source == RequesterSource::client_exec ? "kosli_cred_exec"
+                                                                                   : "peer";
     }
     if (!r.detail.empty()) j["detail"] = r.detail;
     EXPECT_EQ(AuditLog::format(r, peer, "2026-11-26T20:30:00.123Z"),

@@ -37,6 +37,9 @@ json put_body(const std::string& key, const std::string& org = "acme") {
           {"description", "CI key"}};
 }
 
+// A peer of the daemon's own user (Policy lets other uids read only).
+Peer owner() { return Peer{0, ::geteuid(), ::getegid()}; }
+
 class RouterTest : public ::testing::Test {
  protected:
   // Sends one request and returns the one reply (the memory store answers inline).
@@ -66,7 +69,7 @@ class RouterTest : public ::testing::Test {
   StoreWorker worker_{store_};
   Metrics metrics_;
   Router router_{worker_, cache_, policy_, audit_, metrics_};
-  Peer peer_;
+  Peer peer_ = owner();
 };
 
 // Checks an error reply: its status and {"error":{"code","message"}}.
@@ -181,7 +184,8 @@ TEST_F(RouterTest, TokenGoesOnlyToAllowedProgramsWhenTheConfigListsThem) {
   config.path = "/home/u/.config/kosli-cred/config.json";
   config.profiles["ci"].allowed_clients = {"/usr/bin/kosli"};
   policy_ = Policy(config);
-  put("ci", "key-123");  // also caches the key: the check must come first
+  peer_.requester = "/usr/bin/kosli";  // a guarded profile is stored by a listed program too
+  put("ci", "key-123");                // also caches the key: the check must come first
 
   peer_.requester = "/usr/bin/curl";
   const Response refused = token("ci");
@@ -361,7 +365,7 @@ TEST(RouterAudit, ATokenLeavesOnlyOnceItsRecordIsWritten) {
     std::vector<int> statuses;
     std::vector<std::size_t> records_when_sent;
     const auto send = [&](std::string method, std::string target, std::string body = {}) {
-      router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, Peer{},
+      router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, owner(),
                     [&](Response r) {
                       statuses.push_back(r.status);
                       records_when_sent.push_back(records_on_disk());
@@ -392,7 +396,7 @@ TEST(RouterThreaded, QueuedRequestsAreAnsweredInOrderBeforeStopReturns) {
   Router router(worker, cache, policy, audit, metrics);
   std::vector<int> statuses;  // written only by the store thread until stop() joins it
   const auto send = [&](std::string method, std::string target, std::string body = {}) {
-    router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, Peer{},
+    router.handle(Request{std::move(method), std::move(target), kJson, std::move(body)}, owner(),
                   [&](Response r) { statuses.push_back(r.status); });
   };
   send("PUT", "/v1/profiles/ci", put_body("key-123").dump());

@@ -1,0 +1,50 @@
+#include "daemon/config.hpp"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/test_helpers.hpp"
+
+namespace kosli::daemon {
+namespace {
+
+using test::Mentions;
+
+const std::string kOrigin = "/home/u/.config/kosli-cred/config.json";
+
+TEST(ConfigTest, AllowUidAccessIsReadUnlessSetToManage) {
+  const auto none = parse_config("{}", kOrigin);
+  ASSERT_TRUE(std::holds_alternative<Config>(none));
+  EXPECT_EQ(std::get<Config>(none).allow_uid_access, UidAccess::read);
+
+  const auto read = parse_config(R"({"allow_uid_access": "read"})", kOrigin);
+  ASSERT_TRUE(std::holds_alternative<Config>(read));
+  EXPECT_EQ(std::get<Config>(read).allow_uid_access, UidAccess::read);
+
+  const auto manage = parse_config(R"({"allow_uids": [4301], "allow_uid_access": "manage"})", kOrigin);
+  ASSERT_TRUE(std::holds_alternative<Config>(manage));
+  EXPECT_EQ(std::get<Config>(manage).allow_uid_access, UidAccess::manage);
+}
+
+TEST(ConfigTest, AllowUidAccessOfAWrongTypeOrUnknownValueNamesTheKeyAndTheChoices) {
+  for (const char* text : {R"({"allow_uid_access": true})", R"({"allow_uid_access": 1})",
+                           R"({"allow_uid_access": ["manage"]})", R"({"allow_uid_access": "write"})",
+                           R"({"allow_uid_access": "Manage"})", R"({"allow_uid_access": ""})"}) {
+    const auto parsed = parse_config(text, kOrigin);
+    ASSERT_TRUE(std::holds_alternative<ConfigError>(parsed)) << text;
+    const auto& message = std::get<ConfigError>(parsed).message;
+    EXPECT_TRUE(Mentions(message, kOrigin + ": 'allow_uid_access' must be \"read\""));
+    EXPECT_TRUE(Mentions(message, "\"manage\""));
+  }
+}
+
+TEST(ConfigTest, AnUnknownKeyListsAllowUidAccessAmongTheKnownOnes) {
+  const auto parsed = parse_config(R"({"allow_uid_acess": "manage"})", kOrigin);
+  ASSERT_TRUE(std::holds_alternative<ConfigError>(parsed));
+  EXPECT_TRUE(Mentions(std::get<ConfigError>(parsed).message, "'allow_uid_acess' is not a known setting"));
+  EXPECT_TRUE(Mentions(std::get<ConfigError>(parsed).message, "allow_uid_access"));
+}
+
+}  // namespace
+}  // namespace kosli::daemon
