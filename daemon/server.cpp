@@ -194,6 +194,25 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool whole_or_broken = ec ? ec != http::error::need_more : parser_->is_done();
     if (whole_or_broken) return on_read(ec, 0);
     timed_out_ = false;
+    if (parser_->is_header_done()) return on_header({}, 0);
+    http::async_read_header(socket_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // The header is whole and a body is still to come. A request refused on its
+  // header is answered without reading the body; a peer that waits with
+  // `Expect: 100-continue` is told to send it.
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec || parser_->is_done() || header_refused(*parser_)) return on_read(ec, 0);
+    if (!expects_continue(*parser_)) return read_body();
+    asio::async_write(socket_, asio::buffer(kContinueResponse),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec) return self->on_read(ec, 0);
+                        self->read_body();
+                      });
+  }
+
+  void read_body() {
     http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 

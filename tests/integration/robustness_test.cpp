@@ -4,6 +4,7 @@
 // half-sent request is cut off, and hundreds of idle or stalled connections
 // from one misbehaving process do not keep `kosli-cred token` waiting.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <random>
@@ -346,6 +347,81 @@ TEST_F(RobustnessTest, EveryBadInputGetsAClearErrorAndTheDaemonKeepsServing) {
   for (const auto& p : listed["profiles"]) names.push_back(p["name"]);
   EXPECT_EQ(names, (std::vector<std::string>{"it-loopback", "it-robust"})) << list->body;
   expect_still_serving();
+}
+
+// --- HTTP, strictly -----------------------------------------------------------
+
+// A transfer coding the parser does not frame would be read as no body at all,
+// and the request executed: anything but exactly "chunked" is refused.
+TEST_F(RobustnessTest, ATransferCodingOtherThanChunkedIsRefusedAndNotExecuted) {
+  for (const std::string coding : {"xchunked", "gzip, chunked", "identity"}) {
+    const auto answer = exchange(socket(), "POST /v1/lock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+                                               "\r\nConnection: close\r\n\r\n0\r\n\r\n");
+    ASSERT_TRUE(answer.has_value()) << coding << ": no answer";
+    EXPECT_EQ(answer->status, 501) << coding << ": " << answer->body;
+    EXPECT_EQ(answer->error_code(), "not_implemented") << coding << ": " << answer->body;
+    EXPECT_NE(answer->error_message().find("chunked"), std::string::npos) << answer->body;
+  }
+  EXPECT_EQ(count_records(audit_records(daemon_->audit_log()), "lock", "ok"), 0u) << "a refused lock was executed";
+  expect_still_serving();
+
+  // Chunked itself is read, and the lock done (and audited: the check above can see one).
+  const auto chunked =
+      exchange(socket(), "POST /v1/lock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                         "0\r\n\r\n");
+  ASSERT_TRUE(chunked.has_value());
+  EXPECT_EQ(chunked->status, 204) << chunked->body;
+  EXPECT_EQ(count_records(audit_records(daemon_->audit_log()), "lock", "ok"), 1u);
+}
+
+// A client that sends `Expect: 100-continue` waits for "100 Continue" (curl a
+// second) before it sends the body.
+TEST_F(RobustnessTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
+  const std::string key = "kosli_" + std::string(2000, 'e');
+  const std::string body = valid_put_body(key);
+  RawConnection c(socket());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send("PUT /v1/profiles/it-expect HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n"));
+  const auto interim = c.response(seconds(3));
+  ASSERT_TRUE(interim.has_value()) << "no 100 Continue while the body is held back";
+  EXPECT_EQ(interim->head, "HTTP/1.1 100 Continue");
+  ASSERT_TRUE(c.send(body));
+  const auto stored = c.response(seconds(5));
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->status, 201) << stored->body;
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-expect"}).out, key + "\n");
+
+  // A body over the limit gets its 413 on the header alone, with no 100 first;
+  // so does a header refused for what it says.
+  for (const std::string header : {"Content-Length: " + std::to_string(limits::kMaxBodyBytes + 1),
+                                   std::string("Transfer-Encoding: xchunked")}) {
+    RawConnection refused(socket());
+    ASSERT_TRUE(refused.send("PUT /v1/profiles/it-expect HTTP/1.1\r\nHost: x\r\n" + header +
+                             "\r\nExpect: 100-continue\r\n\r\n"));
+    const auto answer = refused.response(seconds(3));
+    ASSERT_TRUE(answer.has_value()) << header;
+    EXPECT_EQ(answer->status, header.rfind("Content", 0) == 0 ? 413 : 501) << header << ": " << answer->head;
+  }
+}
+
+TEST_F(RobustnessTest, CurlSendingABodyWithExpectContinueDoesNotWait) {
+  if (::access("/usr/bin/curl", X_OK) != 0) GTEST_SKIP() << "needs curl";
+  const std::string key = "kosli_" + std::string(2000, 'c');  // a body over 1 KiB, as curl sends Expect for
+  const auto started = Clock::now();
+  // The key goes in on stdin, never in argv. Without a 100, curl would wait
+  // the whole --expect100-timeout before sending the body.
+  const auto r = run({"curl", "-sS", "-v", "--unix-socket", socket(), "--expect100-timeout", "5", "-X", "PUT", "-H",
+                      "Content-Type: application/json", "-H", "Expect: 100-continue", "--data-binary", "@-", "-o",
+                      "/dev/null", "-w", "%{http_code}", "http://localhost/v1/profiles/it-curl"},
+                     RunOptions{valid_put_body(key)});
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "201") << r.err;
+  EXPECT_NE(r.err.find("Expect: 100-continue"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("HTTP/1.1 100 Continue"), std::string::npos) << r.err;
+  EXPECT_LT(took.count(), 2000) << "curl waited " << took.count() << " ms";
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-curl"}).out, key + "\n");
 }
 
 }  // namespace
