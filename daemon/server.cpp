@@ -50,6 +50,13 @@ constexpr std::chrono::milliseconds kSweepInterval{250};
 // At the connection cap, making room is logged at most this often.
 constexpr std::chrono::seconds kCapWarningInterval{60};
 
+// After accept fails (out of descriptors, or of kernel memory), the next try
+// comes this much later; the failures are logged at most once a minute.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+constexpr std::chrono::seconds kAcceptWarningInterval{60};
+// Out of descriptors, this many idle or stalled connections are closed a try.
+constexpr std::size_t kShedOnExhaustion = 16;
+
 class Session;
 
 // What the listener and every session share.
@@ -340,12 +347,40 @@ class Server::Impl {
  private:
   void do_accept() {
     acceptor_.async_accept(connection_executor(), [this](beast::error_code ec, local::socket socket) {
-      if (ec) {
-        if (ec != asio::error::operation_aborted) spdlog::error("accept failed: {}", ec.message());
-        return;  // stop accepting rather than spin
+      if (ec == asio::error::operation_aborted || state_.stopping) return;  // shutting down
+      if (ec) return accept_failed(ec);
+      if (accept_failure_logged_) {
+        spdlog::info("accepting connections again");
+        accept_failure_logged_ = false;
       }
       on_accept(std::move(socket));
       do_accept();
+    });
+  }
+
+  // Out of descriptors (EMFILE, ENFILE), of kernel memory (ENOBUFS, ENOMEM) or
+  // anything else: accepting is tried again after a pause rather than spinning,
+  // and never given up while the daemon serves. Out of descriptors, the
+  // connections idle or stalled longest are closed to make room, so the owner's
+  // next connection gets in.
+  void accept_failed(beast::error_code ec) {
+    ++accept_failures_;
+    const bool out_of_descriptors = ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system;
+    const std::size_t shed = out_of_descriptors ? close_idlest(kShedOnExhaustion) : 0;
+    const auto now = Clock::now();
+    if (!last_accept_warning_ || now - *last_accept_warning_ >= kAcceptWarningInterval) {
+      spdlog::error("accept failed: {} ({} open connections{}); trying again every {} ms, logged at most once a "
+                    "minute{}",
+                    ec.message(), state_.open.load(),
+                    shed > 0 ? ", closing the " + std::to_string(shed) + " idle longest" : "", kAcceptRetryDelay.count(),
+                    accept_failures_ > 1 ? " (" + std::to_string(accept_failures_) + " failures since the last)" : "");
+      last_accept_warning_ = now;
+      accept_failures_ = 0;
+      accept_failure_logged_ = true;
+    }
+    accept_timer_.expires_after(kAcceptRetryDelay);
+    accept_timer_.async_wait([this](beast::error_code ec) {
+      if (!ec && !state_.stopping) do_accept();
     });
   }
 
@@ -412,6 +447,21 @@ class Server::Impl {
   // process holding hundreds of connections cannot lock the owner out. False
   // when every connection is being answered.
   bool make_room() {
+    if (close_idlest(1) == 0) return false;
+    const auto now = Clock::now().time_since_epoch().count();
+    auto last = state_.last_cap_warning.load();
+    if (now - last >= Clock::duration(kCapWarningInterval).count() &&
+        state_.last_cap_warning.compare_exchange_strong(last, now)) {
+      spdlog::warn("{} connections are open (the cap): closing the ones idle or stalled longest to make "
+                   "room for new ones (is a program leaking connections?)",
+                   limits::kMaxOpenConnections);
+    }
+    return true;
+  }
+
+  // Closes up to `wanted` connections, those idle longest first, then those
+  // slowest to send their request; how many it closed.
+  std::size_t close_idlest(std::size_t wanted) {
     // Idle ones first, then readers; the longest in that state first. (Ranked
     // once: the sessions move on while this runs.)
     std::vector<std::shared_ptr<Session>> alive;
@@ -432,19 +482,12 @@ class Server::Impl {
     }
     std::sort(candidates.begin(), candidates.end(),
               [](const Candidate& a, const Candidate& b) { return a.first < b.first; });
+    std::size_t closed = 0;
     for (const auto& [rank, s] : candidates) {
-      if (!s->make_room()) continue;
-      const auto now = Clock::now().time_since_epoch().count();
-      auto last = state_.last_cap_warning.load();
-      if (now - last >= Clock::duration(kCapWarningInterval).count() &&
-          state_.last_cap_warning.compare_exchange_strong(last, now)) {
-        spdlog::warn("{} connections are open (the cap): closing the ones idle or stalled longest to make "
-                     "room for new ones (is a program leaking connections?)",
-                     limits::kMaxOpenConnections);
-      }
-      return true;
+      if (closed == wanted) break;
+      if (s->make_room()) ++closed;
     }
-    return false;
+    return closed;
   }
 
   void refuse(local::socket socket, ErrorCode code, const std::string& message) {
@@ -556,6 +599,11 @@ class Server::Impl {
   asio::strand<asio::io_context::executor_type> sweep_strand_;
   asio::steady_timer sweep_timer_;  // on sweep_strand_, as is sweeping_
   bool sweeping_ = false;
+  asio::steady_timer accept_timer_{ioc_};
+  // Touched only by the accept loop, one step at a time.
+  std::size_t accept_failures_ = 0;  // since the last one logged
+  std::optional<Clock::time_point> last_accept_warning_;
+  bool accept_failure_logged_ = false;  // and accepting again not yet
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::function<void()> housekeeping_;
 };

@@ -6,9 +6,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -347,6 +350,42 @@ TEST_F(RobustnessTest, EveryBadInputGetsAClearErrorAndTheDaemonKeepsServing) {
   for (const auto& p : listed["profiles"]) names.push_back(p["name"]);
   EXPECT_EQ(names, (std::vector<std::string>{"it-loopback", "it-robust"})) << list->body;
   expect_still_serving();
+}
+
+// --- Descriptors --------------------------------------------------------------
+
+// Out of descriptors, accept fails (EMFILE). The daemon must not stop accepting
+// for good, alive but deaf, where systemd's Restart=on-failure never fires.
+TEST_F(RobustnessTest, RunningOutOfDescriptorsDoesNotStopTheDaemonAccepting) {
+  // 64 descriptors for the daemon, as `ulimit -n 64` would give it, and more
+  // connections at once than it can hold.
+  const rlimit few{64, 64};
+  ASSERT_EQ(::prlimit(daemon_->pid(), RLIMIT_NOFILE, &few, nullptr), 0) << std::strerror(errno);
+  constexpr std::size_t kConnections = 120;
+  {
+    std::vector<RawConnection> held;
+    for (std::size_t i = 0; i < kConnections; ++i) {
+      held.emplace_back(socket());
+      ASSERT_TRUE(held.back().connected()) << "connection " << i;
+    }
+    // The log is the only sign the daemon ran out; wait for it to say so.
+    const auto deadline = Clock::now() + seconds(10);
+    while (daemon_->log().find("accept failed: Too many open files") == std::string::npos && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    ASSERT_NE(daemon_->log().find("accept failed: Too many open files"), std::string::npos) << daemon_->log();
+    // Idle connections make room: the owner is served while they are held ...
+    expect_still_serving();
+  }
+  // ... and once they are closed.
+  expect_still_serving();
+  const std::string log = daemon_->log();
+  std::size_t failures_logged = 0;
+  for (auto at = log.find("accept failed"); at != std::string::npos; at = log.find("accept failed", at + 1)) {
+    ++failures_logged;
+  }
+  EXPECT_LE(failures_logged, 2u) << "logged at each attempt:\n" << log;
+  EXPECT_NE(log.find("accepting connections again"), std::string::npos) << log;
 }
 
 // --- HTTP, strictly -----------------------------------------------------------
