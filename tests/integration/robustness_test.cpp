@@ -3,7 +3,10 @@
 // 4xx (or, where HTTP framing itself is broken, a closed connection), a
 // half-sent request is cut off, and hundreds of idle or stalled connections
 // from one misbehaving process do not keep `kosli-cred token` waiting.
+#include <grp.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -433,7 +436,7 @@ TEST_F(RobustnessTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
 
   // A body over the limit gets its 413 on the header alone, with no 100 first;
   // so does a header refused for what it says.
-  for (const std::string header : {"Content-Length: " + std::to_string(limits::kMaxBodyBytes + 1),
+  for (const std::string& header : {"Content-Length: " + std::to_string(limits::kMaxBodyBytes + 1),
                                    std::string("Transfer-Encoding: xchunked")}) {
     RawConnection refused(socket());
     ASSERT_TRUE(refused.send("PUT /v1/profiles/it-expect HTTP/1.1\r\nHost: x\r\n" + header +
@@ -461,6 +464,142 @@ TEST_F(RobustnessTest, CurlSendingABodyWithExpectContinueDoesNotWait) {
   EXPECT_NE(r.err.find("HTTP/1.1 100 Continue"), std::string::npos) << r.err;
   EXPECT_LT(took.count(), 2000) << "curl waited " << took.count() << " ms";
   EXPECT_EQ(cred(socket(), {"token", "--profile", "it-curl"}).out, key + "\n");
+}
+
+// --- Refused peers ------------------------------------------------------------
+
+// A daemon serving two more uids, its socket reachable by everyone; uid 65534
+// is not one of them.
+class RefusedPeerTest : public ::testing::Test {
+ protected:
+  static constexpr uid_t kStranger = 65534;
+
+  void SetUp() override {
+    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0 || ::access("/usr/bin/curl", X_OK) != 0) {
+      GTEST_SKIP() << "needs root, setpriv and curl";
+    }
+    daemon_.emplace(socket(),
+                    std::vector<std::string>{"--backend", "memory", "--allow-uid", "1001", "--allow-uid", "1002"});
+    ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
+  }
+
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+
+  static RunResult as_stranger(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"setpriv", "--reuid=" + std::to_string(kStranger),
+                               "--regid=" + std::to_string(kStranger), "--clear-groups"});
+    return run(argv, RunOptions{.timeout = seconds(60)});
+  }
+
+  static constexpr const char* kServed = "this kosli-credd serves uids 0, 1001 and 1002 only";
+
+  TempDir dir_;
+  std::optional<Daemon> daemon_;
+};
+
+// The daemon used to answer and close before the request arrived: the peer's
+// write then failed, or the connection was reset, and the 403 went unread.
+TEST_F(RefusedPeerTest, ARefusedUidReadsTheWholeAnswerEveryTime) {
+  for (int i = 0; i < 50; ++i) {
+    const auto r = as_stranger({"curl", "-sS", "--unix-socket", socket(), "http://localhost/v1/health"});
+    ASSERT_EQ(r.exit_code, 0) << "attempt " << i << ": " << r.err;
+    const auto body = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << "attempt " << i << ": " << r.out;
+    EXPECT_EQ(body["error"]["code"], "forbidden") << r.out;
+    EXPECT_NE(body["error"]["message"].get<std::string>().find(kServed), std::string::npos) << r.out;
+  }
+  const auto token = as_stranger({bin("kosli-cred"), "--socket", socket(), "token", "--profile", "p"});
+  EXPECT_EQ(token.exit_code, 5) << token.err;
+  EXPECT_NE(token.err.find(kServed), std::string::npos) << token.err;
+}
+
+// A peer slow to send its request (here: a third of a second) still gets the
+// answer, not a broken pipe.
+TEST_F(RefusedPeerTest, ARefusedUidSlowToSendItsRequestStillGetsTheAnswer) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kStranger, kStranger, kStranger) != 0 ||
+        ::setresuid(kStranger, kStranger, kStranger) != 0) {
+      ::_exit(10);
+    }
+    RawConnection c(socket()), silent(socket());
+    if (!c.connected() || !silent.connected()) ::_exit(11);
+    ::usleep(300 * 1000);  // a slow client, not a synchronisation
+    if (!c.send(http_request("GET", "/v1/health"))) ::_exit(12);
+    const auto answer = c.response(seconds(5));
+    if (!answer) ::_exit(13);
+    if (answer->status != 403 || answer->error_message().find(kServed) == std::string::npos) ::_exit(14);
+    // A peer that sends nothing is answered and closed soon all the same: a
+    // refused uid cannot hold connections open.
+    const auto started = Clock::now();
+    const auto unasked = silent.response(seconds(5));
+    if (!unasked || unasked->status != 403 || !silent.closed_within(seconds(5))) ::_exit(15);
+    ::_exit(Clock::now() - started < seconds(3) ? 0 : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: no setuid, 11: no connection, 12: the request could not be sent, "
+                                       "13: no answer, 14: a wrong answer, 15: the silent peer was not answered "
+                                       "and closed, 16: only after 3 s";
+}
+
+// A refused peer's program path comes from /proc and may hold a newline or
+// escape sequences: it cannot forge a line of the daemon's log.
+TEST_F(RefusedPeerTest, ARefusedProgramsPathCannotForgeALogLine) {
+  const std::string dir = dir_.path() + "/bin";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  const std::string forged = dir + "/curl\n2026-01-01T00:00:00.000 info forged\x1b[2J";
+  ASSERT_EQ(run({"cp", "/usr/bin/curl", forged}).exit_code, 0);
+  const auto r = as_stranger({forged, "-sS", "--unix-socket", socket(), "http://localhost/v1/health"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string log = daemon_->log();
+  EXPECT_NE(log.find("curl\\x0a2026-01-01T00:00:00.000 info forged\\x1b[2J"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\n2026-01-01T00:00:00.000 info forged"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\x1b"), std::string::npos) << log;
+}
+
+// With --allow-uid the socket is 0666: any local user could otherwise write
+// megabytes a second of refusals into the owner's logs.
+TEST_F(RefusedPeerTest, AFloodOfRefusedConnectionsLeavesFewRecords) {
+  constexpr int kFlood = 2000;
+  const auto r = as_stranger({"curl", "-sS", "--unix-socket", socket(), "-w", "\\n%{http_code}\\n",
+                              "http://localhost/v1/health?[1-" + std::to_string(kFlood) + "]"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::size_t forbidden = 0;
+  for (auto at = r.out.find("\n403\n"); at != std::string::npos; at = r.out.find("\n403\n", at + 1)) ++forbidden;
+  EXPECT_EQ(forbidden, static_cast<std::size_t>(kFlood));
+
+  // What was not recorded one by one is counted; the count is written by the
+  // time the daemon stops, if its minute has not ended before.
+  ASSERT_EQ(daemon_->stop(), 0);
+  const auto records = audit_records(daemon_->audit_log());
+  const std::size_t refused = count_records(records, "connection", "refused");
+  EXPECT_LE(refused, 10u);
+  std::size_t one_by_one = 0, counted = 0;
+  for (const auto& record : records) {
+    if (record["event"] != "connection" || record["uid"] != kStranger) continue;
+    const std::string detail = record.value("detail", "");
+    if (detail == "uid not allowed") {
+      ++one_by_one;
+    } else {
+      const auto at = detail.find(" more refused connections from uid 65534 in the last ");
+      ASSERT_NE(at, std::string::npos) << detail;
+      counted += std::stoul(detail.substr(detail.find("and ") + 4));
+    }
+  }
+  EXPECT_GE(one_by_one, 1u);
+  EXPECT_EQ(one_by_one + counted, static_cast<std::size_t>(kFlood));
+
+  const std::string log = daemon_->log();
+  std::size_t lines = 0;
+  for (auto at = log.find("refused a connection from uid 65534"); at != std::string::npos;
+       at = log.find("refused a connection from uid 65534", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, 10u);
+  EXPECT_LT(log.size(), 16u * 1024) << log;
 }
 
 }  // namespace
