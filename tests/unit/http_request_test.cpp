@@ -151,13 +151,17 @@ TEST(HttpRequest, AHeaderRefusedForWhatItSaysIsKnownBeforeTheBody) {
 }
 
 TEST(HttpRequest, OnlyAnHttp11PeerWaitingForItsBodyIsSent100Continue) {
-  EXPECT_TRUE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
-  EXPECT_TRUE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-Continue\r\n\r\n")));
+  EXPECT_TRUE(
+      expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
+  EXPECT_TRUE(expects_continue(
+      header_of("PUT /v1/profiles/p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-Continue\r\n\r\n")));
   // Not asked, HTTP/1.0 (which must ignore it), no body, or the body already here.
   EXPECT_FALSE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\n\r\n")));
-  EXPECT_FALSE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
+  EXPECT_FALSE(
+      expects_continue(header_of("PUT /v1/profiles/p HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
   EXPECT_FALSE(expects_continue(header_of("GET /v1/health HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")));
-  EXPECT_FALSE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}")));
+  EXPECT_FALSE(expects_continue(
+      header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}")));
 }
 
 TEST(HttpRequest, APeerThatLeavesIsClosedWithoutAWord) {
