@@ -331,14 +331,18 @@ class Session : public std::enable_shared_from_this<Session> {
       buffer_.consume(buffer_.size());
       wipe_consumed_input();
       method_.clear();
-      target_ = "(refused: " + ec.message() + ")";
+      target_ = ec ? "(refused: " + ec.message() + ")" : "(refused on its header)";
       return send(std::move(refused->response));
     }
     auto& parsed = std::get<ParsedRequest>(outcome);
     keep_alive_ = parsed.keep_alive;
     wipe_consumed_input();
-    method_ = parsed.request.method;
-    target_ = parsed.request.target;
+    // The request line is only logged at debug level, escaped: the parser lets
+    // through bytes (C1 controls, bidi overrides in UTF-8) a terminal acts on.
+    if (spdlog::should_log(spdlog::level::debug)) {
+      method_ = display_safe(parsed.request.method);
+      target_ = display_safe(parsed.request.target);
+    }
     // A cached token is answered inline, on this strand: dispatch sends it at
     // once. A store call answers from the store's thread: dispatch posts it here.
     state_.router.handle(std::move(parsed.request), peer_, [self = shared_from_this()](Response response) {

@@ -355,6 +355,22 @@ TEST_F(RobustnessTest, EveryBadInputGetsAClearErrorAndTheDaemonKeepsServing) {
   expect_still_serving();
 }
 
+// The debug log names each request's target, which the HTTP parser lets hold
+// C1 controls and bidi overrides (UTF-8): they are escaped, not written raw.
+TEST(RequestLog, ATargetCannotRecolourOrReorderTheDebugLog) {
+  TempDir dir;
+  const std::string path = dir.path() + "/kosli-cred/sock";
+  Daemon daemon(path, {"--backend", "memory", "--log-level", "debug"});
+  const std::string target = std::string("/v1/x\xc2\x9b") + "2J" + "\xe2\x80\xae" + "evil";  // CSI 2J; RLO
+  const auto answer = kosli::test::exchange(path, http_request("GET", target));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 404) << answer->body;
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("GET /v1/x\\u{009b}2J\\u{202e}evil -> 404"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\xc2\x9b"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\xe2\x80\xae"), std::string::npos) << log;
+}
+
 // --- Descriptors --------------------------------------------------------------
 
 // Out of descriptors, accept fails (EMFILE). The daemon must not stop accepting
