@@ -20,8 +20,10 @@ std::string served_uids(uid_t own, const std::vector<uid_t>& allowed);
 
 // Refused connections from one uid are recorded (a daemon log line and an
 // audit record) one by one only up to kRecordedPerWindow a window; the rest are
-// counted and reported together once the window is over. A local user writing
-// to a socket made 0666 for --allow-uid cannot fill the owner's logs.
+// counted and reported together once the window is over, and a flood that goes
+// on is reported once a window until a window passes without one. A local user
+// writing to a socket made 0666 for --allow-uid cannot fill the owner's logs.
+// Safe to use from any thread.
 class RefusalLimiter {
  public:
   using Clock = std::chrono::steady_clock;
@@ -42,7 +44,7 @@ class RefusalLimiter {
   struct Decision {
     bool record = false;                        // record this refusal
     std::optional<Dropped> dropped;             // report these first: their window ended
-    std::optional<Clock::time_point> report_at;  // the first count started: report it then
+    std::optional<Clock::time_point> report_at;  // counting began: call take_dropped then
   };
 
   // A connection from `uid` (nullopt: unknown) refused at `now`.
@@ -65,13 +67,13 @@ class RefusalLimiter {
   };
   Window* window_for(std::optional<uid_t> uid, Clock::time_point now);  // with mutex_ held
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::map<uid_t, Window> windows_;
   std::optional<Window> others_;
   bool reporting_ = false;  // a report_at was handed out and not yet taken
 };
 
-// "… and 1995 more refused connections from uid 65534 in the last 60 s".
+// "... and 1995 more refused connections from uid 65534 in the last 60 s".
 std::string describe(const RefusalLimiter::Dropped& dropped);
 
 }  // namespace kosli::daemon
