@@ -1,8 +1,11 @@
 #include "daemon/http_request.hpp"
 
+#include <iterator>
+#include <optional>
 #include <string>
 
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include "proto/limits.hpp"
@@ -21,7 +24,37 @@ RefusedRequest refuse(ErrorCode code, std::string message) {
   return RefusedRequest{error_response(code, std::move(message))};
 }
 
+// What the header alone decides: nothing, or the refusal.
+std::optional<RefusedRequest> check_header(const http::request_header<>& req) {
+  if (req.version() != 10 && req.version() != 11) {
+    return refuse(ErrorCode::bad_request, "HTTP/" + std::to_string(req.version() / 10) + "." +
+                                              std::to_string(req.version() % 10) +
+                                              " is not supported; kosli-credd speaks HTTP/1.1");
+  }
+  // The parser frames a body as chunked when "chunked" comes last and reads no
+  // body at all for a coding it does not know, so anything else, "xchunked" or
+  // "gzip, chunked", would be served as something it is not.
+  const auto codings = req.equal_range(http::field::transfer_encoding);
+  if (codings.first != codings.second &&
+      (std::next(codings.first) != codings.second || !beast::iequals(codings.first->value(), "chunked"))) {
+    return refuse(ErrorCode::not_implemented,
+                  "the only Transfer-Encoding kosli-credd reads is chunked; send the body with Content-Length");
+  }
+  if (req.target().size() > limits::kMaxTargetBytes) {
+    return refuse(ErrorCode::uri_too_long,
+                  "the request target is longer than " + std::to_string(limits::kMaxTargetBytes) + " bytes");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+bool header_refused(const RequestParser& parser) { return check_header(parser.get()).has_value(); }
+
+bool expects_continue(const RequestParser& parser) {
+  const auto& req = parser.get();
+  return !parser.is_done() && req.version() == 11 && beast::iequals(req[http::field::expect], "100-continue");
+}
 
 void apply_request_limits(RequestParser& parser) {
   parser.header_limit(static_cast<std::uint32_t>(limits::kMaxHeaderBytes));
@@ -74,16 +107,9 @@ ReadOutcome take_request(RequestParser& parser, beast::error_code ec) {
   }
 
   auto& req = parser.get();
-  if (req.version() != 10 && req.version() != 11) {
+  if (auto refused = check_header(req)) {
     wipe(req.body());
-    return refuse(ErrorCode::bad_request, "HTTP/" + std::to_string(req.version() / 10) + "." +
-                                              std::to_string(req.version() % 10) +
-                                              " is not supported; kosli-credd speaks HTTP/1.1");
-  }
-  if (req.target().size() > limits::kMaxTargetBytes) {
-    wipe(req.body());
-    return refuse(ErrorCode::uri_too_long,
-                  "the request target is longer than " + std::to_string(limits::kMaxTargetBytes) + " bytes");
+    return std::move(*refused);
   }
   if (json_nests_deeper_than(req.body(), limits::kMaxJsonDepth)) {
     wipe(req.body());

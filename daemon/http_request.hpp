@@ -42,6 +42,19 @@ using ReadOutcome = std::variant<ParsedRequest, RefusedRequest, CloseConnection>
 // Moves the body out of the parser; a body that is refused is wiped.
 ReadOutcome take_request(RequestParser& parser, boost::beast::error_code ec);
 
+// Once the header is whole and a body is still to come: whether take_request
+// will refuse the request whatever its body (a version, transfer coding or
+// target it does not serve), so the body need not be read.
+bool header_refused(const RequestParser& parser);
+
+// Whether the peer waits for "100 Continue" before sending the body it
+// announced (HTTP/1.1, `Expect: 100-continue`): only asked of a header that
+// passed the limits and was not refused.
+bool expects_continue(const RequestParser& parser);
+
+// The interim answer to `Expect: 100-continue`.
+inline constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
+
 // Whether `text` nests arrays and objects deeper than `limit` (strings and
 // escapes are skipped; the text need not be valid JSON).
 bool json_nests_deeper_than(std::string_view text, std::size_t limit);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <atomic>
 #include <map>
@@ -21,6 +22,8 @@
 
 #include "daemon/http_request.hpp"
 #include "daemon/peer_identity.hpp"
+#include "daemon/refused_peers.hpp"
+#include "proto/display.hpp"
 #include "proto/limits.hpp"
 
 namespace kosli::daemon {
@@ -50,6 +53,23 @@ constexpr std::chrono::milliseconds kSweepInterval{250};
 // At the connection cap, making room is logged at most this often.
 constexpr std::chrono::seconds kCapWarningInterval{60};
 
+// After accept fails (out of descriptors, or of kernel memory), the next try
+// comes this much later; the failures are logged at most once a minute.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+constexpr std::chrono::seconds kAcceptWarningInterval{60};
+// Out of descriptors, this many idle or stalled connections are closed a try.
+constexpr std::size_t kShedOnExhaustion = 16;
+
+// A refused connection: its request is read (to the end of its header) and
+// discarded within the first deadline, then, once the answer is written, what
+// the peer still sends is discarded until it closes, within the second.
+constexpr std::chrono::milliseconds kRefusalReadDeadline{1000};
+constexpr std::chrono::milliseconds kRefusalLingerDeadline{1000};
+// ... reading at most this much in all, and at most this many connections at
+// once (beyond it they are answered and closed at once, as a reset may cut off).
+constexpr std::size_t kRefusalReadBytes = limits::kMaxHeaderBytes + limits::kMaxBodyBytes;
+constexpr std::size_t kMaxLingeringRefusals = 16;
+
 class Session;
 
 // What the listener and every session share.
@@ -61,6 +81,7 @@ struct ServerState {
   // Connections chosen to make room at the cap that have not closed yet.
   std::atomic<std::size_t> leaving{0};
   std::atomic<Clock::rep> last_cap_warning{0};
+  std::atomic<std::size_t> lingering_refusals{0};
   // When a connection last opened or closed, or the daemon was last busy.
   std::atomic<Clock::rep> last_busy{Clock::now().time_since_epoch().count()};
 
@@ -81,6 +102,88 @@ std::string canned_response(ErrorCode code, const std::string& message) {
   out << res;
   return out.str();
 }
+
+// A connection refused before a request is read from it (another uid, or no
+// room). Its peer has usually sent a request, or is sending one: closed with
+// that unread, the connection would be reset, and the peer could read the reset
+// instead of the answer. So the request is read and discarded first, the answer
+// written, the connection half-closed, and what the peer still sends discarded
+// until it closes; all bounded by the kRefusal* limits.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  Refusal(local::socket&& socket, std::shared_ptr<const std::string> answer, ServerState& state)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), answer_(std::move(answer)), state_(state) {
+    ++state_.lingering_refusals;
+  }
+  ~Refusal() { --state_.lingering_refusals; }
+
+  void start() {
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      self->timer_.expires_after(kRefusalReadDeadline);
+      self->timer_.async_wait([self](beast::error_code ec) {
+        if (!ec && !self->answering_) self->socket_.cancel();  // answered without the rest of the request
+      });
+      self->read_request();
+    });
+  }
+
+ private:
+  void read_request() {
+    socket_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->read_ += n;
+      if (!ec && !self->header_ends_in(n) && self->read_ < limits::kMaxHeaderBytes) return self->read_request();
+      self->answer();  // the header is whole, too large, or no more is coming
+    });
+  }
+
+  // Whether the `n` bytes just read complete the header's closing CRLF CRLF.
+  bool header_ends_in(std::size_t n) {
+    static constexpr std::string_view kEnd = "\r\n\r\n";
+    for (std::size_t i = 0; i < n; ++i) {
+      const char c = scratch_[i];
+      matched_ = c == kEnd[matched_] ? matched_ + 1 : c == '\r' ? 1 : 0;
+      if (matched_ == kEnd.size()) return true;
+    }
+    return false;
+  }
+
+  void answer() {
+    answering_ = true;
+    timer_.expires_after(kRefusalLingerDeadline);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->close();
+    });
+    asio::async_write(socket_, asio::buffer(*answer_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->close();
+      beast::error_code ignored;
+      self->socket_.shutdown(local::socket::shutdown_send, ignored);
+      self->drain();
+    });
+  }
+
+  void drain() {
+    socket_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->read_ += n;
+      if (ec || self->read_ > kRefusalReadBytes) return self->close();  // ec: the peer closed, or the deadline
+      self->drain();
+    });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  local::socket socket_;
+  asio::steady_timer timer_;
+  std::shared_ptr<const std::string> answer_;
+  ServerState& state_;
+  std::array<char, 4096> scratch_;
+  std::size_t read_ = 0;
+  std::size_t matched_ = 0;  // how much of the header's end the last bytes were
+  bool answering_ = false;
+};
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -194,6 +297,25 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool whole_or_broken = ec ? ec != http::error::need_more : parser_->is_done();
     if (whole_or_broken) return on_read(ec, 0);
     timed_out_ = false;
+    if (parser_->is_header_done()) return on_header({}, 0);
+    http::async_read_header(socket_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // The header is whole and a body is still to come. A request refused on its
+  // header is answered without reading the body; a peer that waits with
+  // `Expect: 100-continue` is told to send it.
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec || parser_->is_done() || header_refused(*parser_)) return on_read(ec, 0);
+    if (!expects_continue(*parser_)) return read_body();
+    asio::async_write(socket_, asio::buffer(kContinueResponse),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec) return self->on_read(ec, 0);
+                        self->read_body();
+                      });
+  }
+
+  void read_body() {
     http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
@@ -209,14 +331,18 @@ class Session : public std::enable_shared_from_this<Session> {
       buffer_.consume(buffer_.size());
       wipe_consumed_input();
       method_.clear();
-      target_ = "(refused: " + ec.message() + ")";
+      target_ = ec ? "(refused: " + ec.message() + ")" : "(refused on its header)";
       return send(std::move(refused->response));
     }
     auto& parsed = std::get<ParsedRequest>(outcome);
     keep_alive_ = parsed.keep_alive;
     wipe_consumed_input();
-    method_ = parsed.request.method;
-    target_ = parsed.request.target;
+    // The request line is only logged at debug level, escaped: the parser lets
+    // through bytes (C1 controls, bidi overrides in UTF-8) a terminal acts on.
+    if (spdlog::should_log(spdlog::level::debug)) {
+      method_ = display_safe(parsed.request.method);
+      target_ = display_safe(parsed.request.target);
+    }
     // A cached token is answered inline, on this strand: dispatch sends it at
     // once. A store call answers from the store's thread: dispatch posts it here.
     state_.router.handle(std::move(parsed.request), peer_, [self = shared_from_this()](Response response) {
@@ -319,12 +445,41 @@ class Server::Impl {
  private:
   void do_accept() {
     acceptor_.async_accept(connection_executor(), [this](beast::error_code ec, local::socket socket) {
-      if (ec) {
-        if (ec != asio::error::operation_aborted) spdlog::error("accept failed: {}", ec.message());
-        return;  // stop accepting rather than spin
+      if (ec == asio::error::operation_aborted || state_.stopping) return;  // shutting down
+      if (ec) return accept_failed(ec);
+      if (accept_failure_logged_) {
+        spdlog::info("accepting connections again");
+        accept_failure_logged_ = false;
       }
       on_accept(std::move(socket));
       do_accept();
+    });
+  }
+
+  // Out of descriptors (EMFILE, ENFILE), of kernel memory (ENOBUFS, ENOMEM) or
+  // anything else: accepting is tried again after a pause rather than spinning,
+  // and never given up while the daemon serves. Out of descriptors, the
+  // connections idle or stalled longest are closed to make room, so the owner's
+  // next connection gets in.
+  void accept_failed(beast::error_code ec) {
+    ++accept_failures_;
+    const bool out_of_descriptors = ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system;
+    const std::size_t shed = out_of_descriptors ? close_idlest(kShedOnExhaustion) : 0;
+    const auto now = Clock::now();
+    if (!last_accept_warning_ || now - *last_accept_warning_ >= kAcceptWarningInterval) {
+      spdlog::error(
+          "accept failed: {} ({} open connections{}); trying again every {} ms, logged at most once a "
+          "minute{}",
+          ec.message(), state_.open.load(), shed > 0 ? ", closing the " + std::to_string(shed) + " idle longest" : "",
+          kAcceptRetryDelay.count(),
+          accept_failures_ > 1 ? " (" + std::to_string(accept_failures_) + " failures since the last)" : "");
+      last_accept_warning_ = now;
+      accept_failures_ = 0;
+      accept_failure_logged_ = true;
+    }
+    accept_timer_.expires_after(kAcceptRetryDelay);
+    accept_timer_.async_wait([this](beast::error_code ec) {
+      if (!ec && !state_.stopping) do_accept();
     });
   }
 
@@ -338,22 +493,16 @@ class Server::Impl {
   void on_accept(local::socket socket) {
     state_.mark_busy();
     const auto peer = peer_of(socket.native_handle());
-    const uid_t me = ::geteuid();
-    if (!peer || (peer->uid != me && std::find(state_.allowed_uids.begin(), state_.allowed_uids.end(),
-                                               peer->uid) == state_.allowed_uids.end())) {
-      spdlog::warn("refused a connection from uid {} pid {}: not this daemon's user",
-                   peer ? static_cast<long>(peer->uid) : -1L, peer ? peer->pid : -1);
-      if (peer) state_.router.connection_refused(*peer, "uid not allowed");
-      return refuse(std::move(socket), ErrorCode::forbidden,
-                    "this kosli-credd serves uid " + std::to_string(me) +
-                        " only; start your own, or ask its owner to add --allow-uid");
+    if (!peer || (peer->uid != own_uid_ && std::find(state_.allowed_uids.begin(), state_.allowed_uids.end(),
+                                                     peer->uid) == state_.allowed_uids.end())) {
+      note_refused(peer);
+      return refuse(std::move(socket), forbidden_answer_, http_status(ErrorCode::forbidden));
     }
     const std::size_t open = state_.open;
     if (open - std::min(open, state_.leaving.load()) >= limits::kMaxOpenConnections && !make_room()) {
       spdlog::warn("refused a connection from pid {}: all {} open connections are being answered", peer->pid,
                    limits::kMaxOpenConnections);
-      return refuse(std::move(socket), ErrorCode::too_many_requests,
-                    "too many open connections to kosli-credd; close some and retry");
+      return refuse(std::move(socket), too_busy_answer_, http_status(ErrorCode::too_many_requests));
     }
     std::make_shared<Session>(std::move(socket), *peer, state_)->start();
     asio::post(sweep_strand_, [this] {
@@ -391,6 +540,21 @@ class Server::Impl {
   // process holding hundreds of connections cannot lock the owner out. False
   // when every connection is being answered.
   bool make_room() {
+    if (close_idlest(1) == 0) return false;
+    const auto now = Clock::now().time_since_epoch().count();
+    auto last = state_.last_cap_warning.load();
+    if (now - last >= Clock::duration(kCapWarningInterval).count() &&
+        state_.last_cap_warning.compare_exchange_strong(last, now)) {
+      spdlog::warn("{} connections are open (the cap): closing the ones idle or stalled longest to make "
+                   "room for new ones (is a program leaking connections?)",
+                   limits::kMaxOpenConnections);
+    }
+    return true;
+  }
+
+  // Closes up to `wanted` connections, those idle longest first, then those
+  // slowest to send their request; how many it closed.
+  std::size_t close_idlest(std::size_t wanted) {
     // Idle ones first, then readers; the longest in that state first. (Ranked
     // once: the sessions move on while this runs.)
     std::vector<std::shared_ptr<Session>> alive;
@@ -411,25 +575,21 @@ class Server::Impl {
     }
     std::sort(candidates.begin(), candidates.end(),
               [](const Candidate& a, const Candidate& b) { return a.first < b.first; });
+    std::size_t closed = 0;
     for (const auto& [rank, s] : candidates) {
-      if (!s->make_room()) continue;
-      const auto now = Clock::now().time_since_epoch().count();
-      auto last = state_.last_cap_warning.load();
-      if (now - last >= Clock::duration(kCapWarningInterval).count() &&
-          state_.last_cap_warning.compare_exchange_strong(last, now)) {
-        spdlog::warn("{} connections are open (the cap): closing the ones idle or stalled longest to make "
-                     "room for new ones (is a program leaking connections?)",
-                     limits::kMaxOpenConnections);
-      }
-      return true;
+      if (closed == wanted) break;
+      if (s->make_room()) ++closed;
     }
-    return false;
+    return closed;
   }
 
-  void refuse(local::socket socket, ErrorCode code, const std::string& message) {
-    state_.router.metrics().request_answered(std::nullopt, http_status(code), {});
+  void refuse(local::socket socket, std::shared_ptr<const std::string> answer, int status) {
+    state_.router.metrics().request_answered(std::nullopt, status, {});
+    if (state_.lingering_refusals < kMaxLingeringRefusals) {
+      return std::make_shared<Refusal>(std::move(socket), std::move(answer), state_)->start();
+    }
     beast::error_code ignored;
-    asio::write(socket, asio::buffer(canned_response(code, message)), ignored);
+    asio::write(socket, asio::buffer(*answer), ignored);
     socket.shutdown(local::socket::shutdown_both, ignored);
     socket.close(ignored);
   }
@@ -441,6 +601,39 @@ class Server::Impl {
       if (signo != SIGHUP) return stop("received signal " + std::to_string(signo));
       if (options_.on_hangup) options_.on_hangup();
       wait_for_signal();
+    });
+  }
+
+  // A refused peer is logged and audited, up to RefusalLimiter's few a minute
+  // for each uid; the rest are counted, and reported when their minute is over.
+  void note_refused(const std::optional<Peer>& peer) {
+    const auto decision = refusals_.refused(peer ? std::optional(peer->uid) : std::nullopt, Clock::now());
+    if (decision.dropped) report_dropped(*decision.dropped);
+    if (decision.report_at) report_dropped_at(*decision.report_at);
+    if (!decision.record) return;
+    if (!peer) return spdlog::warn("refused a connection whose peer could not be identified");
+    spdlog::warn("refused a connection from uid {} pid {} ({}): not this daemon's user", peer->uid, peer->pid,
+                 peer->exe.empty() ? std::string("program unknown") : display_safe(peer->exe));
+    state_.router.connection_refused(*peer, "uid not allowed");
+  }
+
+  void report_dropped(const RefusalLimiter::Dropped& dropped) {
+    const std::string what = describe(dropped);
+    spdlog::warn("{} (not logged one by one)", what);
+    Peer peer;
+    peer.uid = dropped.uid.value_or(static_cast<uid_t>(-1));
+    state_.router.connection_refused(peer, what);
+  }
+
+  void report_dropped_at(Clock::time_point when) {
+    asio::post(sweep_strand_, [this, when] {
+      refusal_report_timer_.expires_at(when);
+      refusal_report_timer_.async_wait([this](beast::error_code ec) {
+        if (ec) return;
+        const auto taken = refusals_.take_dropped(Clock::now());
+        for (const auto& dropped : taken.dropped) report_dropped(dropped);
+        if (taken.next) report_dropped_at(*taken.next);
+      });
     });
   }
 
@@ -500,6 +693,7 @@ class Server::Impl {
     spdlog::info("{}: finishing requests in flight, then exiting", why);
     beast::error_code ignored;
     acceptor_.close(ignored);
+    for (const auto& dropped : refusals_.take_dropped(Clock::now(), true).dropped) report_dropped(dropped);
     signals_.cancel(ignored);
     idle_timer_.cancel();
     parent_timer_.cancel();
@@ -528,7 +722,10 @@ class Server::Impl {
 
   void finish() {
     shutdown_timer_.cancel();
-    asio::post(sweep_strand_, [this] { sweep_timer_.cancel(); });
+    asio::post(sweep_strand_, [this] {
+      sweep_timer_.cancel();
+      refusal_report_timer_.cancel();
+    });
     work_.reset();
   }
 
@@ -545,6 +742,20 @@ class Server::Impl {
   asio::strand<asio::io_context::executor_type> sweep_strand_;
   asio::steady_timer sweep_timer_;  // on sweep_strand_, as is sweeping_
   bool sweeping_ = false;
+  asio::steady_timer accept_timer_{ioc_};
+  // Touched only by the accept loop, one step at a time.
+  std::size_t accept_failures_ = 0;  // since the last one logged
+  std::optional<Clock::time_point> last_accept_warning_;
+  bool accept_failure_logged_ = false;  // and accepting again not yet
+  asio::steady_timer refusal_report_timer_{sweep_strand_};
+  RefusalLimiter refusals_;
+  const uid_t own_uid_ = ::geteuid();
+  // The answers to connections refused before a request is read, made once.
+  const std::shared_ptr<const std::string> forbidden_answer_ = std::make_shared<const std::string>(
+      canned_response(ErrorCode::forbidden, "this kosli-credd serves " + served_uids(own_uid_, options_.allowed_uids) +
+                                                " only; start your own, or ask its owner to add --allow-uid"));
+  const std::shared_ptr<const std::string> too_busy_answer_ = std::make_shared<const std::string>(
+      canned_response(ErrorCode::too_many_requests, "too many open connections to kosli-credd; close some and retry"));
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::function<void()> housekeeping_;
 };

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -165,10 +166,17 @@ class ClientTrustTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!can_switch_uid()) GTEST_SKIP() << "needs root, setpriv and " << kPython;
+    // ctest runs each test as a process of its own, two at a time: the tests
+    // that make kUser's /tmp/kosli-cred-<uid> take turns.
+    lock_ = ::open(("/tmp/kosli-cred-trust-test-" + std::to_string(kUser) + ".lock").c_str(),
+                   O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(lock_, 0) << std::strerror(errno);
+    ASSERT_EQ(::flock(lock_, LOCK_EX), 0) << std::strerror(errno);
     for (const auto& dir : created_) fs::remove_all(dir);
   }
   void TearDown() override {
     for (const auto& dir : created_) fs::remove_all(dir);
+    if (lock_ >= 0) ::close(lock_);  // and with it the lock
   }
 
   // An impostor as kSomeone on `socket`, making its directory with `dir_mode`
@@ -206,6 +214,7 @@ class ClientTrustTest : public ::testing::Test {
   const std::string user_dir_ = "/tmp/kosli-cred-" + std::to_string(kUser);
   const std::string peer_dir_ = "/tmp/kosli-cred-trust-test-" + std::to_string(::getpid());
   const std::vector<std::string> created_ = {user_dir_, peer_dir_};
+  int lock_ = -1;
   TempDir logs_;
 };
 

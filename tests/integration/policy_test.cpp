@@ -241,6 +241,8 @@ TEST_F(PolicyTest, AnotherUidReadsTokensOnlyUnlessGrantedManage) {
     argv.push_back(bin("kosli-cred"));
     argv.push_back("--socket");
     argv.push_back(socket());
+    argv.push_back("--daemon-uid");  // the daemon runs as root: the other uid trusts it by name
+    argv.push_back(std::to_string(::geteuid()));
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, RunOptions{input});
   };

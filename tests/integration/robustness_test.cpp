@@ -3,11 +3,18 @@
 // 4xx (or, where HTTP framing itself is broken, a closed connection), a
 // half-sent request is cut off, and hundreds of idle or stalled connections
 // from one misbehaving process do not keep `kosli-cred token` waiting.
+#include <grp.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -346,6 +353,271 @@ TEST_F(RobustnessTest, EveryBadInputGetsAClearErrorAndTheDaemonKeepsServing) {
   for (const auto& p : listed["profiles"]) names.push_back(p["name"]);
   EXPECT_EQ(names, (std::vector<std::string>{"it-loopback", "it-robust"})) << list->body;
   expect_still_serving();
+}
+
+// The debug log names each request's target, which the HTTP parser lets hold
+// C1 controls and bidi overrides (UTF-8): they are escaped, not written raw.
+TEST(RequestLog, ATargetCannotRecolourOrReorderTheDebugLog) {
+  TempDir dir;
+  const std::string path = dir.path() + "/kosli-cred/sock";
+  Daemon daemon(path, {"--backend", "memory", "--log-level", "debug"});
+  const std::string target = std::string("/v1/x\xc2\x9b") + "2J" + "\xe2\x80\xae" + "evil";  // CSI 2J; RLO
+  const auto answer = kosli::test::exchange(path, http_request("GET", target));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 404) << answer->body;
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find("GET /v1/x\\u{009b}2J\\u{202e}evil -> 404"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\xc2\x9b"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\xe2\x80\xae"), std::string::npos) << log;
+}
+
+// --- Descriptors --------------------------------------------------------------
+
+// Out of descriptors, accept fails (EMFILE). The daemon must not stop accepting
+// for good, alive but deaf, where systemd's Restart=on-failure never fires.
+TEST_F(RobustnessTest, RunningOutOfDescriptorsDoesNotStopTheDaemonAccepting) {
+  // 64 descriptors for the daemon, as `ulimit -n 64` would give it, and more
+  // connections at once than it can hold.
+  const rlimit few{64, 64};
+  ASSERT_EQ(::prlimit(daemon_->pid(), RLIMIT_NOFILE, &few, nullptr), 0) << std::strerror(errno);
+  constexpr std::size_t kConnections = 120;
+  {
+    std::vector<RawConnection> held;
+    for (std::size_t i = 0; i < kConnections; ++i) {
+      held.emplace_back(socket());
+      ASSERT_TRUE(held.back().connected()) << "connection " << i;
+    }
+    // The log is the only sign the daemon ran out; wait for it to say so.
+    const auto deadline = Clock::now() + seconds(10);
+    while (daemon_->log().find("accept failed: Too many open files") == std::string::npos && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    ASSERT_NE(daemon_->log().find("accept failed: Too many open files"), std::string::npos) << daemon_->log();
+    // Idle connections make room: the owner is served while they are held ...
+    expect_still_serving();
+  }
+  // ... and once they are closed.
+  expect_still_serving();
+  const std::string log = daemon_->log();
+  std::size_t failures_logged = 0;
+  for (auto at = log.find("accept failed"); at != std::string::npos; at = log.find("accept failed", at + 1)) {
+    ++failures_logged;
+  }
+  EXPECT_LE(failures_logged, 2u) << "logged at each attempt:\n" << log;
+  EXPECT_NE(log.find("accepting connections again"), std::string::npos) << log;
+}
+
+// --- HTTP, strictly -----------------------------------------------------------
+
+// A transfer coding the parser does not frame would be read as no body at all,
+// and the request executed: anything but exactly "chunked" is refused.
+TEST_F(RobustnessTest, ATransferCodingOtherThanChunkedIsRefusedAndNotExecuted) {
+  for (const std::string coding : {"xchunked", "gzip, chunked", "identity"}) {
+    const auto answer = exchange(socket(), "POST /v1/lock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+                                               "\r\nConnection: close\r\n\r\n0\r\n\r\n");
+    ASSERT_TRUE(answer.has_value()) << coding << ": no answer";
+    EXPECT_EQ(answer->status, 501) << coding << ": " << answer->body;
+    EXPECT_EQ(answer->error_code(), "not_implemented") << coding << ": " << answer->body;
+    EXPECT_NE(answer->error_message().find("chunked"), std::string::npos) << answer->body;
+  }
+  EXPECT_EQ(count_records(audit_records(daemon_->audit_log()), "lock", "ok"), 0u) << "a refused lock was executed";
+  expect_still_serving();
+
+  // Chunked itself is read, and the lock done (and audited: the check above can see one).
+  const auto chunked =
+      exchange(socket(), "POST /v1/lock HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                         "0\r\n\r\n");
+  ASSERT_TRUE(chunked.has_value());
+  EXPECT_EQ(chunked->status, 204) << chunked->body;
+  EXPECT_EQ(count_records(audit_records(daemon_->audit_log()), "lock", "ok"), 1u);
+}
+
+// A client that sends `Expect: 100-continue` waits for "100 Continue" (curl a
+// second) before it sends the body.
+TEST_F(RobustnessTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
+  const std::string key = "kosli_" + std::string(2000, 'e');
+  const std::string body = valid_put_body(key);
+  RawConnection c(socket());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send("PUT /v1/profiles/it-expect HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n"));
+  const auto interim = c.response(seconds(3));
+  ASSERT_TRUE(interim.has_value()) << "no 100 Continue while the body is held back";
+  EXPECT_EQ(interim->head, "HTTP/1.1 100 Continue");
+  ASSERT_TRUE(c.send(body));
+  const auto stored = c.response(seconds(5));
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->status, 201) << stored->body;
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-expect"}).out, key + "\n");
+
+  // A body over the limit gets its 413 on the header alone, with no 100 first;
+  // so does a header refused for what it says.
+  for (const std::string& header : {"Content-Length: " + std::to_string(limits::kMaxBodyBytes + 1),
+                                   std::string("Transfer-Encoding: xchunked")}) {
+    RawConnection refused(socket());
+    ASSERT_TRUE(refused.send("PUT /v1/profiles/it-expect HTTP/1.1\r\nHost: x\r\n" + header +
+                             "\r\nExpect: 100-continue\r\n\r\n"));
+    const auto answer = refused.response(seconds(3));
+    ASSERT_TRUE(answer.has_value()) << header;
+    EXPECT_EQ(answer->status, header.rfind("Content", 0) == 0 ? 413 : 501) << header << ": " << answer->head;
+  }
+}
+
+TEST_F(RobustnessTest, CurlSendingABodyWithExpectContinueDoesNotWait) {
+  if (::access("/usr/bin/curl", X_OK) != 0) GTEST_SKIP() << "needs curl";
+  const std::string key = "kosli_" + std::string(2000, 'c');  // a body over 1 KiB, as curl sends Expect for
+  const auto started = Clock::now();
+  // The key goes in on stdin, never in argv. Without a 100, curl would wait
+  // the whole --expect100-timeout before sending the body.
+  const auto r = run({"curl", "-sS", "-v", "--unix-socket", socket(), "--expect100-timeout", "5", "-X", "PUT", "-H",
+                      "Content-Type: application/json", "-H", "Expect: 100-continue", "--data-binary", "@-", "-o",
+                      "/dev/null", "-w", "%{http_code}", "http://localhost/v1/profiles/it-curl"},
+                     RunOptions{valid_put_body(key)});
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "201") << r.err;
+  EXPECT_NE(r.err.find("Expect: 100-continue"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("HTTP/1.1 100 Continue"), std::string::npos) << r.err;
+  EXPECT_LT(took.count(), 2000) << "curl waited " << took.count() << " ms";
+  EXPECT_EQ(cred(socket(), {"token", "--profile", "it-curl"}).out, key + "\n");
+}
+
+// --- Refused peers ------------------------------------------------------------
+
+// A daemon serving two more uids, its socket reachable by everyone; uid 65534
+// is not one of them.
+class RefusedPeerTest : public ::testing::Test {
+ protected:
+  static constexpr uid_t kStranger = 65534;
+
+  void SetUp() override {
+    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0 || ::access("/usr/bin/curl", X_OK) != 0) {
+      GTEST_SKIP() << "needs root, setpriv and curl";
+    }
+    daemon_.emplace(socket(),
+                    std::vector<std::string>{"--backend", "memory", "--allow-uid", "1001", "--allow-uid", "1002"});
+    ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
+  }
+
+  std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
+
+  static RunResult as_stranger(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"setpriv", "--reuid=" + std::to_string(kStranger),
+                               "--regid=" + std::to_string(kStranger), "--clear-groups"});
+    return run(argv, RunOptions{.timeout = seconds(60)});
+  }
+
+  static constexpr const char* kServed = "this kosli-credd serves uids 0, 1001 and 1002 only";
+
+  TempDir dir_;
+  std::optional<Daemon> daemon_;
+};
+
+// The daemon used to answer and close before the request arrived: the peer's
+// write then failed, or the connection was reset, and the 403 went unread.
+TEST_F(RefusedPeerTest, ARefusedUidReadsTheWholeAnswerEveryTime) {
+  for (int i = 0; i < 50; ++i) {
+    const auto r = as_stranger({"curl", "-sS", "--unix-socket", socket(), "http://localhost/v1/health"});
+    ASSERT_EQ(r.exit_code, 0) << "attempt " << i << ": " << r.err;
+    const auto body = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << "attempt " << i << ": " << r.out;
+    EXPECT_EQ(body["error"]["code"], "forbidden") << r.out;
+    EXPECT_NE(body["error"]["message"].get<std::string>().find(kServed), std::string::npos) << r.out;
+  }
+  // (The stranger names the daemon's uid, or its own client refuses first.)
+  const auto token = as_stranger({bin("kosli-cred"), "--socket", socket(), "--daemon-uid",
+                                  std::to_string(::geteuid()), "token", "--profile", "p"});
+  EXPECT_EQ(token.exit_code, 5) << token.err;
+  EXPECT_NE(token.err.find(kServed), std::string::npos) << token.err;
+}
+
+// A peer slow to send its request (here: a third of a second) still gets the
+// answer, not a broken pipe.
+TEST_F(RefusedPeerTest, ARefusedUidSlowToSendItsRequestStillGetsTheAnswer) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kStranger, kStranger, kStranger) != 0 ||
+        ::setresuid(kStranger, kStranger, kStranger) != 0) {
+      ::_exit(10);
+    }
+    RawConnection c(socket()), silent(socket());
+    if (!c.connected() || !silent.connected()) ::_exit(11);
+    ::usleep(300 * 1000);  // a slow client, not a synchronisation
+    if (!c.send(http_request("GET", "/v1/health"))) ::_exit(12);
+    const auto answer = c.response(seconds(5));
+    if (!answer) ::_exit(13);
+    if (answer->status != 403 || answer->error_message().find(kServed) == std::string::npos) ::_exit(14);
+    // A peer that sends nothing is answered and closed soon all the same: a
+    // refused uid cannot hold connections open.
+    const auto started = Clock::now();
+    const auto unasked = silent.response(seconds(5));
+    if (!unasked || unasked->status != 403 || !silent.closed_within(seconds(5))) ::_exit(15);
+    ::_exit(Clock::now() - started < seconds(3) ? 0 : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: no setuid, 11: no connection, 12: the request could not be sent, "
+                                       "13: no answer, 14: a wrong answer, 15: the silent peer was not answered "
+                                       "and closed, 16: only after 3 s";
+}
+
+// A refused peer's program path comes from /proc and may hold a newline or
+// escape sequences: it cannot forge a line of the daemon's log.
+TEST_F(RefusedPeerTest, ARefusedProgramsPathCannotForgeALogLine) {
+  const std::string dir = dir_.path() + "/bin";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  const std::string forged = dir + "/curl\n2026-01-01T00:00:00.000 info forged\x1b[2J";
+  ASSERT_EQ(run({"cp", "/usr/bin/curl", forged}).exit_code, 0);
+  const auto r = as_stranger({forged, "-sS", "--unix-socket", socket(), "http://localhost/v1/health"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string log = daemon_->log();
+  EXPECT_NE(log.find("curl\\x0a2026-01-01T00:00:00.000 info forged\\x1b[2J"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\n2026-01-01T00:00:00.000 info forged"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\x1b"), std::string::npos) << log;
+}
+
+// With --allow-uid the socket is 0666: any local user could otherwise write
+// megabytes a second of refusals into the owner's logs.
+TEST_F(RefusedPeerTest, AFloodOfRefusedConnectionsLeavesFewRecords) {
+  constexpr int kFlood = 2000;
+  const auto r = as_stranger({"curl", "-sS", "--unix-socket", socket(), "-w", "\\n%{http_code}\\n",
+                              "http://localhost/v1/health?[1-" + std::to_string(kFlood) + "]"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::size_t forbidden = 0;
+  for (auto at = r.out.find("\n403\n"); at != std::string::npos; at = r.out.find("\n403\n", at + 1)) ++forbidden;
+  EXPECT_EQ(forbidden, static_cast<std::size_t>(kFlood));
+
+  // What was not recorded one by one is counted; the count is written by the
+  // time the daemon stops, if its minute has not ended before.
+  ASSERT_EQ(daemon_->stop(), 0);
+  const auto records = audit_records(daemon_->audit_log());
+  const std::size_t refused = count_records(records, "connection", "refused");
+  EXPECT_LE(refused, 10u);
+  std::size_t one_by_one = 0, counted = 0;
+  for (const auto& record : records) {
+    if (record["event"] != "connection" || record["uid"] != kStranger) continue;
+    const std::string detail = record.value("detail", "");
+    if (detail == "uid not allowed") {
+      ++one_by_one;
+    } else {
+      const auto at = detail.find(" more refused connections from uid 65534 in the last ");
+      ASSERT_NE(at, std::string::npos) << detail;
+      counted += std::stoul(detail.substr(detail.find("and ") + 4));
+    }
+  }
+  EXPECT_GE(one_by_one, 1u);
+  EXPECT_EQ(one_by_one + counted, static_cast<std::size_t>(kFlood));
+
+  const std::string log = daemon_->log();
+  std::size_t lines = 0;
+  for (auto at = log.find("refused a connection from uid 65534"); at != std::string::npos;
+       at = log.find("refused a connection from uid 65534", at + 1)) {
+    ++lines;
+  }
+  EXPECT_LE(lines, 10u);
+  EXPECT_LT(log.size(), 16u * 1024) << log;
 }
 
 }  // namespace

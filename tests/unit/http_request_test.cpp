@@ -1,5 +1,6 @@
 #include "daemon/http_request.hpp"
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -113,6 +114,54 @@ TEST(HttpRequest, BrokenFramingIs400) {
     EXPECT_EQ(status_of(outcome), 400) << wire;
     EXPECT_EQ(code_of(outcome), "bad_request") << wire;
   }
+}
+
+TEST(HttpRequest, ATransferCodingOtherThanChunkedIs501) {
+  for (const std::string coding : {"xchunked", "gzip, chunked", "identity", "chunked, gzip"}) {
+    const auto outcome = read("POST /v1/lock HTTP/1.1\r\nTransfer-Encoding: " + coding + "\r\n\r\n0\r\n\r\n");
+    EXPECT_EQ(status_of(outcome), 501) << coding;
+    EXPECT_EQ(code_of(outcome), "not_implemented") << coding;
+  }
+  for (const std::string coding : {"chunked", "Chunked"}) {
+    const auto outcome = read("PUT /v1/profiles/p HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: " +
+                              coding + "\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    const auto* parsed = std::get_if<ParsedRequest>(&outcome);
+    ASSERT_NE(parsed, nullptr) << coding << ": " << code_of(outcome);
+    EXPECT_EQ(parsed->request.body, "{}");
+  }
+}
+
+// The header alone, as the server parses it before reading a body.
+const RequestParser& header_of(std::string_view wire) {
+  static std::unique_ptr<RequestParser> parser;
+  parser = std::make_unique<RequestParser>();
+  apply_request_limits(*parser);
+  parser->eager(true);
+  boost::beast::error_code ec;
+  parser->put(boost::asio::buffer(wire.data(), wire.size()), ec);
+  EXPECT_TRUE(parser->is_header_done()) << wire << ": " << ec.message();
+  return *parser;
+}
+
+TEST(HttpRequest, AHeaderRefusedForWhatItSaysIsKnownBeforeTheBody) {
+  EXPECT_TRUE(header_refused(header_of("POST /v1/lock HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")));
+  EXPECT_TRUE(header_refused(header_of("PUT /v1/" + std::string(limits::kMaxTargetBytes, 'a') +
+                                       " HTTP/1.1\r\nContent-Length: 5\r\n\r\n")));
+  EXPECT_FALSE(header_refused(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\n\r\n")));
+}
+
+TEST(HttpRequest, OnlyAnHttp11PeerWaitingForItsBodyIsSent100Continue) {
+  EXPECT_TRUE(
+      expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
+  EXPECT_TRUE(expects_continue(
+      header_of("PUT /v1/profiles/p HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-Continue\r\n\r\n")));
+  // Not asked, HTTP/1.0 (which must ignore it), no body, or the body already here.
+  EXPECT_FALSE(expects_continue(header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 5\r\n\r\n")));
+  EXPECT_FALSE(
+      expects_continue(header_of("PUT /v1/profiles/p HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
+  EXPECT_FALSE(expects_continue(header_of("GET /v1/health HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")));
+  EXPECT_FALSE(expects_continue(
+      header_of("PUT /v1/profiles/p HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n{}")));
 }
 
 TEST(HttpRequest, APeerThatLeavesIsClosedWithoutAWord) {
