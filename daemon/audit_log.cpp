@@ -93,6 +93,9 @@ std::optional<std::string> AuditLog::open_file() {
   std::optional<std::string> refused;
   if (::fstat(fd, &st) != 0) {
     refused = std::string("cannot stat it: ") + std::strerror(errno);
+  } else if (S_ISCHR(st.st_mode)) {
+    // A device such as /dev/null: where records go is the user's choice, and
+    // no other user can read them back from it.
   } else if (!S_ISREG(st.st_mode)) {
     refused = "it is not a regular file; remove it or choose another path with --audit-log";
   } else if (st.st_uid != ::geteuid()) {

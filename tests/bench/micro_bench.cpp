@@ -66,7 +66,8 @@ struct Daemon {
   StoreWorker worker{store};
   Metrics metrics;
   Router router{worker, cache, policy, audit, metrics};
-  Peer peer{1234, 1000, 1000, "/usr/bin/kosli", "/usr/bin/kosli", 1234};
+  // The daemon's own user (another uid may read only; the benchmark stores its key).
+  Peer peer{1234, ::geteuid(), ::getegid(), "/usr/bin/kosli", "/usr/bin/kosli", 1234};
 };
 
 Response route(Daemon& d, Request request) {

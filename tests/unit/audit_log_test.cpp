@@ -207,6 +207,21 @@ TEST_F(AuditLogTest, AFileOfAnotherUserIsRefused) {
   EXPECT_EQ(lines(), 0u);
 }
 
+// A user who sends the records nowhere says so with /dev/null; a FIFO (which
+// could hang the daemon) or a directory is still refused.
+TEST_F(AuditLogTest, ADeviceSuchAsDevNullIsTakenAsChosenAndAFifoIsNot) {
+  AuditLog devnull("/dev/null");
+  devnull.record(AuditRecord{"token", "ci", "issued", "cached"}, peer_);
+  devnull.flush();
+  EXPECT_TRUE(devnull.health().ok) << devnull.health().error;
+  EXPECT_EQ(devnull.health().records_failed, 0u);
+  EXPECT_EQ(mode_of("/dev/null"), 0666u);  // left as it is
+
+  ASSERT_EQ(::mkfifo(path().c_str(), 0600), 0);
+  AuditLog fifo(path());
+  EXPECT_FALSE(fifo.health().ok);  // no reader: the open fails (ENXIO) rather than wait for one
+}
+
 TEST_F(AuditLogTest, ReopenAfterTheFileWasMovedWritesANewPrivateFileAtThePath) {
   AuditLog audit(path());
   audit.defer_writes([] {});
