@@ -557,6 +557,77 @@ TEST_F(KeyringFaultTest, AnItemWithAnEmptySecretIsNeverServedTheKeyBeforeItIs) {
   EXPECT_EQ(daemon.log().find(key), std::string::npos);
 }
 
+// The fault as it happens, not only the item it leaves: gnome-keyring killed
+// at a random point of a replace, then started again. Whatever it kept (the
+// old key, the new one, both, or the new item without its secret), the next
+// token is one of the two keys, or a clear error with nothing on stdout:
+// never an empty or invalid token with exit code 0.
+TEST_F(KeyringFaultTest, AKeyringKilledDuringAReplaceNeverYieldsAnEmptyToken) {
+  PrivateKeyring keyring;
+  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  const std::string profile = "it-killed-keyring";
+  std::string current = unique_key();
+  ASSERT_EQ(store(profile, current).exit_code, 0);
+  const auto started = Clock::now();
+  const std::string next = unique_key();
+  ASSERT_EQ(store(profile, next).exit_code, 0);
+  const auto replace_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
+  current = next;
+
+  std::random_device seed_source;
+  const auto seed = seed_source();
+  std::mt19937 random(seed);
+  // Half the kills land in the first milliseconds, where gnome-keyring leaves
+  // the new item without its secret; the rest anywhere in the replace. The
+  // rounds go on (boundedly) until that item has been seen twice.
+  std::uniform_int_distribution<long> early_us(0, 8000);
+  std::uniform_int_distribution<long> anywhere_us(0, std::max<long>(2000, replace_us));
+  constexpr int kMaxRounds = 48;
+  int emptied = 0, kept_old = 0, took_new = 0, refused = 0, round = 0;
+  for (; round < kMaxRounds && (round < kKillRounds || emptied < 2); ++round) {
+    const std::string pending = unique_key();
+    const long delay = round % 2 == 0 ? early_us(random) : anywhere_us(random);
+    const std::string where = "round " + std::to_string(round) + " (seed " + std::to_string(seed) +
+                              ", keyring killed after " + std::to_string(delay) + " us)";
+    {
+      RawConnection c(socket());
+      ASSERT_TRUE(c.connected());
+      ASSERT_TRUE(c.send(http_request("PUT", "/v1/profiles/" + profile,
+                                      json{{"org", "acme"}, {"host", "https://app.kosli.com"},
+                                           {"kind", "service-account"}, {"api_key", pending}}
+                                          .dump())));
+      std::this_thread::sleep_for(std::chrono::microseconds(delay));
+      keyring.kill_keyring();
+      c.response(seconds(10));  // 200, or 503 from the keyring's death: either way, done
+    }
+    keyring.start_keyring();
+    const auto items = run({"secret-tool", "search", "--all", "profile", profile}, RunOptions{{}, keyring.env()});
+    if (items.out.find("secret = \n") != std::string::npos) {
+      ++emptied;
+    }
+    ASSERT_EQ(cred(socket(), {"lock"}).exit_code, 0) << where;  // what follows is read from the keyring
+    const auto token = cred(socket(), {"token", "--profile", profile});
+    if (token.exit_code != 0) {
+      ++refused;
+      EXPECT_TRUE(token.out.empty()) << where << ": " << token.out;
+      EXPECT_FALSE(token.err.empty()) << where;
+      // The next store puts things right.
+      ASSERT_EQ(store(profile, pending).exit_code, 0) << where;
+      current = pending;
+      continue;
+    }
+    ASSERT_TRUE(token.out == current + "\n" || token.out == pending + "\n")
+        << where << ": served neither the old key nor the new one (" << token.out.size() << " bytes)";
+    (token.out == pending + "\n" ? took_new : kept_old) += 1;
+    current = token.out.substr(0, token.out.size() - 1);
+  }
+  expect_health_answers();
+  EXPECT_EQ(daemon.log().find(current), std::string::npos);
+  std::printf("killed-keyring: of %d kills, %d left the new item without its secret; %d served the old key, "
+              "%d the new one, %d answered an error (a replace takes %lld us; seed %u)\n",
+              round, emptied, kept_old, took_new, refused, static_cast<long long>(replace_us), seed);
+}
+
 TEST_F(KeyringFaultTest, WhatAnInterruptedReplaceLeftIsRemovedOnTheNextRead) {
   PrivateKeyring keyring;
   Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
