@@ -14,12 +14,16 @@
 #include <cstring>
 #include <vector>
 
+#include "client/c_strings.hpp"
+#include "client/process.hpp"
+#include "proto/limits.hpp"
+
 extern char** environ;
 
 namespace kosli::client {
 namespace {
 
-// The descriptor the daemon writes "ok\n" to (its --ready-fd).
+// The descriptor the daemon writes its readiness line to (its --ready-fd).
 constexpr int kReadyFd = 3;
 // Descriptors are parked above this while the child rearranges 0-3.
 constexpr int kParkedFdFloor = 10;
@@ -37,13 +41,6 @@ bool executable(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
-// Where kosli-credd is installed, relative to this executable's directory: the
-// same for bin/kosli-cred, the bin directory for the full command line in
-// libexec/kosli-cred (client/CMakeLists.txt sets it for each).
-#ifndef KOSLI_CREDD_DIR_FROM_EXE
-#define KOSLI_CREDD_DIR_FROM_EXE "."
-#endif
-
 // $KOSLI_CREDD, else kosli-credd beside kosli-cred, else on PATH.
 std::optional<std::string> find_credd(std::string& problem) {
   if (const char* given = std::getenv(std::string(kCreddEnv).c_str()); given != nullptr && *given != '\0') {
@@ -51,10 +48,8 @@ std::optional<std::string> find_credd(std::string& problem) {
     problem = std::string(kCreddEnv) + "=" + given + " is not an executable file";
     return std::nullopt;
   }
-  if (const auto dir = this_program_directory()) {
-    const std::string beside = *dir + KOSLI_CREDD_DIR_FROM_EXE "/kosli-credd";
-    if (executable(beside)) return beside;
-  }
+  // Where it is installed, relative to the program that runs (client/process.hpp).
+  if (const auto beside = installed_credd_path(); beside && executable(*beside)) return *beside;
   const char* path = std::getenv("PATH");
   std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
   while (!dirs.empty()) {
@@ -121,13 +116,6 @@ std::vector<std::string> daemon_environment() {
   return env;
 }
 
-std::vector<char*> c_strings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (auto& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 // In the forked child: a new session, then a grandchild that becomes the
 // daemon, so it is nobody's child once we return (never a zombie of whatever
 // `kosli-cred exec` runs). Only async-signal-safe calls from here on.
@@ -154,10 +142,10 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
   ::_exit(127);
 }
 
-// Waits for "ok\n" on `fd` until `deadline`; a sentence when it does not come.
+// Waits for the readiness line on `fd` until `deadline`; a sentence when it does not come.
 std::optional<std::string> wait_ready(int fd, std::chrono::steady_clock::time_point deadline) {
   std::string got;
-  while (got.size() < 3) {
+  while (got.size() < limits::kReadyLine.size()) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return "it did not report ready within " + std::to_string(kStartDeadline.count()) + " s";
@@ -172,7 +160,7 @@ std::optional<std::string> wait_ready(int fd, std::chrono::steady_clock::time_po
     if (n <= 0) return std::string("it stopped before it was ready");
     got.append(buf, static_cast<std::size_t>(n));
   }
-  if (got != "ok\n") return std::string("it sent an unexpected readiness line");
+  if (got != limits::kReadyLine) return std::string("it sent an unexpected readiness line");
   return std::nullopt;
 }
 
@@ -191,14 +179,6 @@ std::string on_demand_log_path() {
     return std::string(home) + "/.local/state/kosli-cred/kosli-credd.log";
   }
   return {};
-}
-
-std::optional<std::string> this_program_directory() {
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return std::nullopt;
-  const std::string_view path(self, static_cast<std::size_t>(n));
-  return std::string(path.substr(0, path.rfind('/') + 1));
 }
 
 std::optional<std::string> start_daemon(const std::string& socket_path) {

@@ -1,7 +1,7 @@
 // Starting kosli-credd on demand, as git's credential cache does: when nobody
 // answers on the socket, the client starts the daemon fully detached (its own
 // session, stdin /dev/null, stderr to a log file) and waits for its "ok"
-// readiness line on a pipe.
+// readiness line (proto/limits.hpp's kReadyLine) on a pipe.
 #pragma once
 
 #include <chrono>
@@ -23,10 +23,6 @@ inline constexpr std::chrono::seconds kOnDemandIdleExit{600};
 inline constexpr std::chrono::seconds kStartDeadline{10};
 
 bool autostart_enabled();
-
-// The directory of the running executable (/proc/self/exe), ending in '/';
-// nullopt, with errno set, when it cannot be read.
-std::optional<std::string> this_program_directory();
 
 // Where a daemon started on demand writes its log:
 // $XDG_STATE_HOME/kosli-cred/kosli-credd.log (~/.local/state without it).

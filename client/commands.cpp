@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/api.hpp"
 #include "client/cli_error.hpp"
 #include "client/core_dumps.hpp"
 #include "client/exec_program.hpp"
@@ -22,25 +23,12 @@
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
-#include "proto/routes.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli::client {
 namespace {
 
 using nlohmann::json;
-
-json parse_json(const std::string& body) {
-  auto j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw CliError(exit_code::error, "kosli-credd sent an answer that is not JSON");
-  return j;
-}
-
-ProfileMeta parse_profile(const json& j) {
-  auto meta = profile_from_json(j);
-  if (!meta) throw CliError(exit_code::error, "kosli-credd sent a profile this client cannot read");
-  return *meta;
-}
 
 void warn_if_not_persistent(const ProfileMeta& meta) {
   if (meta.persistent) return;
@@ -109,7 +97,7 @@ void print_git_mapping(const std::vector<ProfileMeta>& profiles) {
 
 // The profile's token, warning on stderr when its key expires soon.
 TokenResponse fetch_token_and_warn(DaemonClient& daemon, const std::string& profile, std::string* raw = nullptr) {
-  auto token = fetch_token(daemon, profile, raw);
+  auto token = api::token(daemon, profile, raw);
   warn_if_expiring(profile, token.info);
   return token;
 }
@@ -137,10 +125,9 @@ int cmd_store(DaemonClient& daemon, const StoreArgs& args) {
   put.key_id = args.key_id;
   put.api_key = read_api_key("Kosli API key for profile '" + args.profile + "' (input hidden): ");
 
-  std::string body = serialize_put_profile(put);
-  const auto result = daemon.request("PUT", route_target(Route::put_profile, args.profile), &body);
-  const auto meta = parse_profile(parse_json(result.body));
-  std::printf("%s profile '%s': org %s on %s, key %s\n", result.status == 201 ? "Stored" : "Replaced",
+  const auto stored = api::put_profile(daemon, args.profile, put);
+  const auto& meta = stored.profile;
+  std::printf("%s profile '%s': org %s on %s, key %s\n", stored.created ? "Stored" : "Replaced",
               meta.name.c_str(), meta.org.c_str(), meta.host.c_str(), meta.fingerprint.c_str());
   warn_if_not_persistent(meta);
   return exit_code::ok;
@@ -210,22 +197,21 @@ int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::
 }
 
 int cmd_list(DaemonClient& daemon, bool as_json) {
-  const auto result = daemon.request("GET", route_target(Route::list_profiles));
-  const auto j = parse_json(result.body);
+  const auto answer = api::list(daemon);
   if (as_json) {
-    print_json(j);
+    print_json(answer.json);
     return exit_code::ok;
   }
-  const auto profiles = j.value("profiles", json::array());
-  if (profiles.empty()) {
+  const auto& list = answer.value;
+  if (list.profiles.empty() && list.unreadable == 0) {
     std::printf("No profiles. Store one with: kosli-cred store --org ORG < key-file\n");
     return exit_code::ok;
   }
+  if (list.unreadable > 0) api::require_profile(std::nullopt);  // exit 1: an item this client cannot read
   std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", "PROFILE", "ORG", "HOST", "KIND", "EXPIRES", "LEFT", "KEY");
   bool any_volatile = false;
-  std::vector<ProfileMeta> metas;
-  for (const auto& p : profiles) {
-    const auto& meta = metas.emplace_back(parse_profile(p));
+  const auto& metas = list.profiles;
+  for (const auto& meta : metas) {
     any_volatile |= !meta.persistent;
     const std::string left = meta.expires_at == 0 ? "-" : days_left_text(meta.expires_at);
     std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", display_safe(meta.name).c_str(),
@@ -242,13 +228,12 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
 }
 
 int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
-  const auto result = daemon.request("GET", route_target(Route::get_profile, profile));
-  const auto j = parse_json(result.body);
+  auto answer = api::show(daemon, profile);
   if (as_json) {
-    print_json(j);
+    print_json(answer.json);
     return exit_code::ok;
   }
-  const auto meta = parse_profile(j);
+  const auto meta = api::require_profile(std::move(answer.value));
   // Every text a user or the daemon set, escaped for the terminal (a description
   // may hold bidi and C1 controls); --json above keeps them as they are.
   const auto text = [](const std::string& value) { return display_safe(value); };
@@ -273,87 +258,82 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
 }
 
 int cmd_erase(DaemonClient& daemon, const std::string& profile) {
-  daemon.request("DELETE", route_target(Route::delete_profile, profile));
+  api::erase(daemon, profile);
   std::printf("Erased profile '%s'.\n", profile.c_str());
   return exit_code::ok;
 }
 
 int cmd_status(DaemonClient& daemon, bool as_json) {
-  const auto result = daemon.request("GET", route_target(Route::health));
-  const auto j = parse_json(result.body);
+  const auto answer = api::health(daemon);
   if (as_json) {
-    print_json(j);
+    print_json(answer.json);
     return exit_code::ok;
   }
-  const bool persistent = j.value("persistent", false);
-  std::printf("kosli-credd %s serving %s\n", j.value("version", "?").c_str(), daemon.socket_path().c_str());
-  std::printf("backend:   %s%s\n", j.value("backend", "?").c_str(),
-              persistent ? "" : " (keys are lost when the daemon stops)");
-  if (j.contains("profiles") && j["profiles"].is_number()) {
-    std::printf("profiles:  %d\n", j["profiles"].get<int>());
+  const HealthAnswer& h = answer.value;
+  const auto or_unknown = [](const std::string& s) { return s.empty() ? std::string("?") : s; };
+  std::printf("kosli-credd %s serving %s\n", or_unknown(h.version).c_str(), daemon.socket_path().c_str());
+  std::printf("backend:   %s%s\n", or_unknown(h.backend).c_str(),
+              h.persistent ? "" : " (keys are lost when the daemon stops)");
+  if (h.profiles) {
+    std::printf("profiles:  %d\n", static_cast<int>(*h.profiles));
   } else {
-    std::printf("profiles:  unknown: %s\n", display_safe(j.value("store_error", "the store did not answer")).c_str());
+    std::printf("profiles:  unknown: %s\n",
+                display_safe(h.store_error.empty() ? "the store did not answer" : h.store_error).c_str());
   }
-  std::printf("cached:    %d key(s)\n", j.value("cached", 0));
-  std::printf("uptime:    %lld s\n", static_cast<long long>(j.value("uptime_s", 0LL)));
+  std::printf("cached:    %d key(s)\n", static_cast<int>(h.cached));
+  std::printf("uptime:    %lld s\n", static_cast<long long>(h.uptime_s));
   // What the daemon relays (a rotation's error may quote Kosli), escaped for the terminal.
-  const auto text = [](const json& v) { return v.is_string() ? display_safe(v.get<std::string>()) : std::string(); };
-  for (const auto& e : j.value("expiring", json::array())) {
-    const std::string name = text(e.value("profile", json())), at = text(e.value("expires_at", json()));
-    if (e.value("expired", false)) {
-      std::printf("expiry:    profile '%s': the key expired at %s; no token is handed out for it\n", name.c_str(),
-                  at.c_str());
+  const auto text = [](const std::string& s) { return display_safe(s); };
+  const auto at = [](std::int64_t t) { return t == 0 ? std::string() : format_rfc3339(t); };
+  for (const auto& e : h.expiring) {
+    if (e.expired) {
+      std::printf("expiry:    profile '%s': the key expired at %s; no token is handed out for it\n",
+                  text(e.profile).c_str(), at(e.expires_at).c_str());
     } else {
-      std::printf("expiry:    profile '%s': the key expires %s (%s)\n", name.c_str(),
-                  days_left_text(parse_rfc3339(at).value_or(0)).c_str(), at.c_str());
+      std::printf("expiry:    profile '%s': the key expires %s (%s)\n", text(e.profile).c_str(),
+                  days_left_text(e.expires_at).c_str(), at(e.expires_at).c_str());
     }
   }
-  for (const auto& r : j.value("rotation", json::array())) {
-    const std::string name = text(r.value("profile", json()));
-    const std::string error = text(r.value("last_error", json()));
-    std::string line = "rotation:  profile '" + name + "': ";
-    if (!error.empty()) {
-      line += "the last scheduled rotation FAILED at " + text(r.value("last_attempt_at", json())) + ": " + error +
-              "; next attempt at " + text(r.value("next_attempt_at", json()));
+  for (const auto& r : h.rotation) {
+    std::string line = "rotation:  profile '" + text(r.profile) + "': ";
+    if (!r.last_error.empty()) {
+      line += "the last scheduled rotation FAILED at " + at(r.last_attempt_at) + ": " + text(r.last_error) +
+              "; next attempt at " + at(r.next_attempt_at);
     } else {
-      const std::string due = text(r.value("due_at", json()));
-      const std::string last = text(r.value("last_rotated_at", json()));
-      line += due.empty() ? "scheduled, nothing due" : "next due at " + due;
-      if (!last.empty()) line += "; last rotated at " + last;
+      line += r.due_at == 0 ? "scheduled, nothing due" : "next due at " + at(r.due_at);
+      if (r.last_rotated_at != 0) line += "; last rotated at " + at(r.last_rotated_at);
     }
     std::printf("%s\n", line.c_str());
   }
-  if (const auto audit = j.value("audit_log", json()); audit.is_object()) {
-    const std::string kind = text(audit.value("kind", json()));
-    const std::string where = display_safe(kind == "file" ? text(audit.value("path", json())) : kind);
-    if (audit.value("ok", false)) {
+  if (h.audit_log) {
+    const auto& audit = *h.audit_log;
+    // (Escaped twice, as kosli-cred always did: a backslash shows as four.)
+    const std::string where = display_safe(audit.kind == "file" ? text(audit.path) : text(audit.kind));
+    if (audit.ok) {
       std::printf("audit log: %s\n", where.c_str());
     } else {
       std::printf("audit log: %s is NOT BEING WRITTEN since %s: %s; tokens are still served\n", where.c_str(),
-                  text(audit.value("failing_since", json())).c_str(),
-                  display_safe(text(audit.value("error", json()))).c_str());
+                  at(audit.failing_since).c_str(), display_safe(text(audit.error)).c_str());
       std::fprintf(stderr,
                    "kosli-cred: warning: the audit log is not being written; see 'audit log' above, fix it, then "
                    "reopen it: systemctl --user reload kosli-credd (or send kosli-credd SIGHUP)\n");
     }
   }
-  const auto waiting = j.value("waiting_keys", json::array());
-  for (const auto& w : waiting) {
+  for (const auto& w : h.waiting_keys) {
     std::printf("waiting:   profile '%s': a rotated key (%s) is held in kosli-credd's memory only, NOT in the "
                 "keyring (%d attempts; last error: %s); keep kosli-credd running, or save it by hand: %s\n",
-                text(w.value("profile", json())).c_str(), text(w.value("fingerprint", json())).c_str(),
-                w.value("attempts", 0), text(w.value("last_error", json())).c_str(),
-                text(w.value("save_by_hand", json())).c_str());
+                text(w.profile).c_str(), text(w.fingerprint).c_str(), w.attempts, text(w.last_error).c_str(),
+                text(w.save_by_hand).c_str());
   }
-  if (!waiting.empty()) {
+  if (!h.waiting_keys.empty()) {
     std::fprintf(stderr, "kosli-cred: warning: %zu rotated key(s) are not in the keyring yet; see 'waiting' above\n",
-                 waiting.size());
+                 h.waiting_keys.size());
   }
   return exit_code::ok;
 }
 
 int cmd_lock(DaemonClient& daemon) {
-  daemon.request("POST", route_target(Route::lock));
+  api::lock(daemon);
   std::printf("kosli-credd forgot every cached key; the next request reads the keyring again.\n");
   return exit_code::ok;
 }

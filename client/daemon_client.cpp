@@ -211,11 +211,11 @@ class DaemonClient::Connection {
     // The check was made when this connection was; each request reuses it.
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "localhost");
-    req.set(http::field::user_agent, "kosli-cred/" KOSLI_VERSION);
+    req.set(http::field::user_agent, client_user_agent());
     if (!exec_program.empty()) req.set(kExecProgramHeader, exec_program);
     req.keep_alive(keep_alive);
     if (body != nullptr) {
-      req.set(http::field::content_type, "application/json");
+      req.set(http::field::content_type, kJsonContentType);
       req.body() = std::move(*body);
     }
     req.prepare_payload();
@@ -276,11 +276,11 @@ DaemonClient::DaemonClient(std::string socket_path, Connections connections, std
     : socket_path_(std::move(socket_path)), connections_(connections), daemon_uid_(daemon_uid) {}
 DaemonClient::~DaemonClient() = default;
 
-HttpResult DaemonClient::request(std::string_view method, const std::string& target, std::string* body,
-                                 std::chrono::seconds deadline) {
+HttpResult DaemonClient::request(Route route, std::string_view profile, std::string* body) {
   if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_);
   const bool keep_alive = connections_ == Connections::kept;
-  HttpResult result = connection_->request(method, target, body, deadline, socket_path_, keep_alive, exec_program_);
+  HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), body,
+                                           route_deadline(route), socket_path_, keep_alive, exec_program_);
   if (!keep_alive) connection_.reset();
   if (result.status >= 200 && result.status < 300) return result;
   const auto error = parse_error_body(result.body);

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "proto/limits.hpp"
+#include "proto/routes.hpp"
 
 namespace kosli::client {
 
@@ -40,12 +40,13 @@ class DaemonClient {
   // about to run (proto/routes.hpp's kExecProgramHeader).
   void set_exec_program(std::string path) { exec_program_ = std::move(path); }
 
-  // Sends one request and returns a 2xx answer. Throws CliError: exit 4 when the
-  // daemon cannot be reached or does not answer within `deadline`, and the
-  // daemon's own error (mapped to an exit code) for a non-2xx answer. `body`,
-  // when given, is wiped once sent.
-  HttpResult request(std::string_view method, const std::string& target, std::string* body = nullptr,
-                     std::chrono::seconds deadline = limits::kClientRequestDeadline);
+  // Sends one request on `route` (its method, its target with `profile` filled
+  // in, its deadline: proto/routes.hpp) and returns a 2xx answer. Throws
+  // CliError: exit 4 when the daemon cannot be reached or does not answer in
+  // time, and the daemon's own error (mapped to an exit code) for a non-2xx
+  // answer. `body`, when given, is wiped once sent. client/api.hpp has a
+  // function for each route; commands use those.
+  HttpResult request(Route route, std::string_view profile = {}, std::string* body = nullptr);
 
  private:
   class Connection;

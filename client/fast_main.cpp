@@ -7,27 +7,21 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
 
-#include "client/autostart.hpp"
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
-#include "client/core_dumps.hpp"
 #include "client/fast_path.hpp"
 #include "client/git_credential.hpp"
+#include "client/options.hpp"
+#include "client/process.hpp"
+#include "client/program_dir.hpp"
 #include "proto/errors.hpp"
 #include "proto/socket_path.hpp"
-
-// The full command line, relative to this executable's directory
-// (client/CMakeLists.txt: the same in the build tree and where it is installed).
-#ifndef KOSLI_CLI_FROM_EXE
-#error "client/CMakeLists.txt defines KOSLI_CLI_FROM_EXE"
-#endif
 
 namespace {
 
@@ -41,7 +35,7 @@ int run_full_command_line(char** argv) {
     std::fprintf(stderr, "kosli-cred: cannot find its own executable (/proc/self/exe): %s\n", std::strerror(errno));
     return exit_code::error;
   }
-  const std::string path = *dir + KOSLI_CLI_FROM_EXE;
+  const std::string path = full_command_line_path(*dir);
   ::execv(path.c_str(), argv);  // argv[0] too: it may say git-credential-kosli
   std::fprintf(stderr, "kosli-cred: cannot run its full command line %s: %s\n", path.c_str(), std::strerror(errno));
   return exit_code::error;
@@ -52,12 +46,12 @@ int run_full_command_line(char** argv) {
 int main(int argc, char** argv) {
   if (argc < 1 || invoked_as_git_helper(argv[0])) return run_full_command_line(argv);
   auto fast = recognise_fast(std::span<char* const>(argv + 1, static_cast<std::size_t>(argc - 1)),
-                             std::getenv("KOSLI_PROFILE"), std::getenv(kDaemonUidEnv.data()));
+                             std::getenv(options::kProfile.env.data()), std::getenv(options::kDaemonUid.env.data()));
   if (!fast) return run_full_command_line(argv);
 
-  disable_core_dumps();
-  // A daemon that closes mid-request must give an error, not kill the client.
-  std::signal(SIGPIPE, SIG_IGN);
+  // Only now: the full command line starts with the core-file limit and the
+  // signal dispositions this process was given.
+  start_process(Program::fast);
   // Each of these commands makes one request.
   DaemonClient daemon(resolve_socket_path(fast->socket), DaemonClient::Connections::one_per_request,
                       fast->daemon_uid);

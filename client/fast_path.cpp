@@ -1,7 +1,10 @@
 #include "client/fast_path.hpp"
 
+#include <array>
+#include <iterator>
 #include <string_view>
 
+#include "client/options.hpp"
 #include "proto/profile.hpp"
 #include "proto/socket_path.hpp"
 
@@ -10,16 +13,17 @@ namespace {
 
 enum class Read { not_this, value, unclear };
 
-// Whether args[i] is option `name`, and its value: "--name V", "--name=V" (long
-// names only). `unclear` for a missing, empty or option-like value, which the
-// full command line reports.
-Read option_value(std::span<char* const> args, std::size_t& i, std::string_view name, std::optional<std::string>& out) {
-  const std::string_view arg = args[i];
+// Whether args[i] is `option`, and its value: "--name V", "--name=V" (long
+// names only), "-n V". `unclear` for a missing, empty or option-like value,
+// which the full command line reports.
+Read option_value(std::span<char* const> args, std::size_t& i, const options::Option& option,
+                  std::optional<std::string>& out) {
+  const std::string_view arg = args[i], name = option.name;
   std::string_view value;
-  if (arg == name) {
+  if (arg == name || (!option.short_name.empty() && arg == option.short_name)) {
     if (i + 1 == args.size()) return Read::unclear;
     value = args[++i];
-  } else if (name.starts_with("--") && arg.size() > name.size() && arg.starts_with(name) && arg[name.size()] == '=') {
+  } else if (arg.size() > name.size() && arg.starts_with(name) && arg[name.size()] == '=') {
     value = arg.substr(name.size() + 1);
   } else {
     return Read::not_this;
@@ -29,11 +33,23 @@ Read option_value(std::span<char* const> args, std::size_t& i, std::string_view 
   return Read::value;
 }
 
-std::optional<FastCommand> command_named(std::string_view arg) {
-  if (arg == "token") return FastCommand::token;
-  if (arg == "header") return FastCommand::header;
-  if (arg == "exec") return FastCommand::exec;
-  return std::nullopt;
+// The plain form `arg` names, and its FastCommand.
+const options::PlainForm* plain_form(std::string_view arg, FastCommand& command) {
+  constexpr FastCommand kCommandOf[] = {FastCommand::token, FastCommand::header, FastCommand::exec};
+  static_assert(std::size(kCommandOf) == std::size(options::kPlainForms));
+  for (std::size_t i = 0; i < std::size(options::kPlainForms); ++i) {
+    if (options::kPlainForms[i].command == arg) {
+      command = kCommandOf[i];
+      return &options::kPlainForms[i];
+    }
+  }
+  return nullptr;
+}
+
+// The value given to an option, else its environment variable's when that is
+// set and not empty (as CLI11 reads it).
+void or_from_env(std::optional<std::string>& value, const char* env) {
+  if (!value && env != nullptr && *env != '\0') value = env;
 }
 
 }  // namespace
@@ -41,46 +57,43 @@ std::optional<FastCommand> command_named(std::string_view arg) {
 std::optional<FastArgs> recognise_fast(std::span<char* const> args, const char* env_profile,
                                        const char* env_daemon_uid) {
   FastArgs fast;
-  std::optional<FastCommand> command;
-  std::optional<std::string> profile, daemon_uid;
+  const options::PlainForm* form = nullptr;
+  std::optional<std::string> profile;
+  std::array<std::optional<std::string>, std::size(options::kGlobal)> global;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view arg = args[i];
-    Read read = option_value(args, i, "--socket", fast.socket);
-    if (read == Read::not_this) read = option_value(args, i, "--daemon-uid", daemon_uid);
-    if (read == Read::not_this && command) {
-      read = option_value(args, i, "--profile", profile);
-      if (read == Read::not_this) read = option_value(args, i, "-p", profile);
+    Read read = Read::not_this;
+    for (std::size_t g = 0; g < global.size() && read == Read::not_this; ++g) {
+      read = option_value(args, i, options::kGlobal[g], global[g]);
     }
+    if (read == Read::not_this && form) read = option_value(args, i, options::kProfile, profile);
     if (read == Read::unclear) return std::nullopt;
     if (read == Read::value) continue;
 
-    if (!command) {
-      command = command_named(arg);
-      if (!command) return std::nullopt;
-    } else if (arg == "--json" && *command == FastCommand::token && !fast.json) {
+    if (!form) {
+      form = plain_form(arg, fast.command);
+      if (!form) return std::nullopt;
+    } else if (arg == options::kJson.name && form->json && !fast.json) {
       fast.json = true;
-    } else if (arg == "--" && *command == FastCommand::exec && i + 1 < args.size()) {
+    } else if (arg == options::kEndOfOptions && form->exec_command && i + 1 < args.size()) {
       fast.exec_command.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
       break;
     } else {
       return std::nullopt;
     }
   }
-  if (!command || (*command == FastCommand::exec && fast.exec_command.empty())) return std::nullopt;
-  fast.command = *command;
+  if (!form || (form->exec_command && fast.exec_command.empty())) return std::nullopt;
 
-  // CLI11 reads $KOSLI_PROFILE only when it is set and not empty.
-  if (profile) {
-    fast.profile = std::move(*profile);
-  } else if (env_profile != nullptr && *env_profile != '\0') {
-    fast.profile = env_profile;
-  } else {
-    fast.profile = std::string(kDefaultProfile);
-  }
+  or_from_env(profile, env_profile);
+  fast.profile = profile ? std::move(*profile) : std::string(kDefaultProfile);
   if (profile_name_problem(fast.profile)) return std::nullopt;
 
-  // The same for the daemon's uid; a bad one is the full command line's to report.
-  if (!daemon_uid && env_daemon_uid != nullptr && *env_daemon_uid != '\0') daemon_uid = env_daemon_uid;
+  // A bad uid is the full command line's to report.
+  fast.socket = std::move(global[0]);
+  auto& daemon_uid = global[1];
+  static_assert(options::kGlobal[0].name == options::kSocket.name);
+  static_assert(options::kGlobal[1].name == options::kDaemonUid.name);
+  or_from_env(daemon_uid, env_daemon_uid);
   if (daemon_uid) {
     fast.daemon_uid = parse_uid(*daemon_uid);
     if (!fast.daemon_uid) return std::nullopt;

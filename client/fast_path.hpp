@@ -31,7 +31,7 @@ struct FastArgs {
 };
 
 // `args` (argv after the program name) when they read, exactly as the full
-// command line would read them:
+// command line would read them (the grammar both read: client/options.hpp):
 //   [--socket S] token  [--profile P | -p P | --profile=P] [--json]    [--socket S]
 //   [--socket S] header [--profile P | -p P | --profile=P]             [--socket S]
 //   [--socket S] exec   [--profile P | -p P | --profile=P] [--socket S] -- CMD [ARG…]

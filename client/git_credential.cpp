@@ -11,19 +11,15 @@
 #include <optional>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "client/api.hpp"
 #include "client/cli_error.hpp"
 #include "client/token_io.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
-#include "proto/routes.hpp"
 
 namespace kosli::client {
 namespace {
-
-using nlohmann::json;
 
 // All the input a helper reads: more than any honest request.
 constexpr std::size_t kMaxGitCredentialInput = 1024 * 1024;
@@ -80,16 +76,7 @@ std::optional<GitCredentialError> apply_url(std::string_view url, GitCredential&
 }
 
 // The profiles the daemon keeps, metadata only.
-std::vector<ProfileMeta> list_profiles(DaemonClient& daemon) {
-  const auto result = daemon.request("GET", route_target(Route::list_profiles));
-  const auto j = json::parse(result.body, nullptr, false);
-  std::vector<ProfileMeta> out;
-  if (!j.is_object() || !j.contains("profiles") || !j["profiles"].is_array()) return out;
-  for (const auto& p : j["profiles"]) {
-    if (auto meta = profile_from_json(p)) out.push_back(std::move(*meta));
-  }
-  return out;
-}
+std::vector<ProfileMeta> list_profiles(DaemonClient& daemon) { return api::readable_profiles(daemon); }
 
 // Whether a profile's host is the one git asks about (scheme and authority).
 bool serves(const ProfileMeta& meta, std::string_view protocol, std::string_view host) {
@@ -119,7 +106,7 @@ int get(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;  // not ours: git asks the next helper
   const auto profile = choose(list_profiles(daemon), c);
   if (!profile) return exit_code::ok;
-  auto token = fetch_token(daemon, profile->name);
+  auto token = api::token(daemon, profile->name);
   std::string answer;
   answer.reserve(64 + token.info.org.size() + token.token.size());
   answer.append("username=").append(token.info.org).append("\npassword=").append(token.token.reveal()).append("\n");
@@ -143,7 +130,7 @@ int store(DaemonClient& daemon, const GitCredential& c) {
   std::string name;
   if (const auto existing = choose(profiles, c)) {
     // git approves every credential that worked, ours included: nothing to do then.
-    if (fetch_token(daemon, existing->name).token.equals(c.password)) return exit_code::ok;
+    if (api::token(daemon, existing->name).token.equals(c.password)) return exit_code::ok;
     name = existing->name;
     put.kind = existing->kind;
     put.description = existing->description;
@@ -157,8 +144,7 @@ int store(DaemonClient& daemon, const GitCredential& c) {
   put.host = "https://" + host;
   put.expires_at = c.password_expiry_utc;
   put.api_key = c.password.clone();
-  std::string body = serialize_put_profile(put);
-  daemon.request("PUT", route_target(Route::put_profile, name), &body);
+  api::put_profile(daemon, name, put);
   return exit_code::ok;
 }
 
@@ -167,8 +153,8 @@ int erase(DaemonClient& daemon, const GitCredential& c) {
   const auto profile = choose(list_profiles(daemon), c);
   if (!profile) return exit_code::ok;
   // Only the key git saw rejected: another helper's credential is not ours to judge.
-  if (!c.password.empty() && !fetch_token(daemon, profile->name).token.equals(c.password)) return exit_code::ok;
-  daemon.request("POST", route_target(Route::reject, profile->name));
+  if (!c.password.empty() && !api::token(daemon, profile->name).token.equals(c.password)) return exit_code::ok;
+  api::reject(daemon, profile->name);
   return exit_code::ok;
 }
 

@@ -2,50 +2,38 @@
 // the daemon, about a key.
 #include <cstdio>
 
-#include <nlohmann/json.hpp>
-
+#include "client/api.hpp"
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
 #include "client/key_input.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
 #include "proto/profile.hpp"
-#include "proto/routes.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli::client {
 namespace {
-
-using nlohmann::json;
-
-json parse_answer(const std::string& body) {
-  auto j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) throw CliError(exit_code::error, "kosli-credd sent an answer this client cannot read");
-  return j;
-}
 
 void warn(const std::string& text) { std::fprintf(stderr, "kosli-cred: warning: %s\n", text.c_str()); }
 
 }  // namespace
 
 int cmd_verify(DaemonClient& daemon, const std::string& profile, bool as_json) {
-  const auto result = daemon.request("POST", route_target(Route::verify, profile), nullptr,
-                                     limits::kClientKosliRequestDeadline);
-  const auto j = parse_answer(result.body);
-  const std::string outcome = j.value("result", "");
-  const std::string message = j.value("message", "");
-  const int code = outcome == kVerifyValid     ? exit_code::ok
-                   : outcome == kVerifyInvalid ? exit_code::key_rejected
-                                               : exit_code::error;
+  const auto answer = api::verify(daemon, profile);
+  const VerifyAnswer& v = answer.value;
+  const int code = v.result == kVerifyValid     ? exit_code::ok
+                   : v.result == kVerifyInvalid ? exit_code::key_rejected
+                                                : exit_code::error;
+  const auto or_unknown = [](const std::string& s) { return s.empty() ? std::string("?") : s; };
   if (as_json) {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", answer.json.dump(2).c_str());
   } else if (code == exit_code::ok) {
     std::printf("Profile '%s': Kosli accepts the key (%s) for org %s on %s.\n", profile.c_str(),
-                j.value("fingerprint", "?").c_str(), j.value("org", "?").c_str(), j.value("host", "?").c_str());
+                or_unknown(v.fingerprint).c_str(), or_unknown(v.org).c_str(), or_unknown(v.host).c_str());
   } else {
-    std::fprintf(stderr, "kosli-cred: %s\n", message.c_str());
+    std::fprintf(stderr, "kosli-cred: %s\n", v.message.c_str());
   }
-  if (j.contains("warning") && j["warning"].is_string()) warn(j["warning"].get<std::string>());
+  if (!v.warning.empty()) warn(v.warning);
   return code;
 }
 
@@ -58,9 +46,10 @@ int cmd_rotate(DaemonClient& daemon, const RotateArgs& args) {
     request.expires_at = std::get<std::int64_t>(t);
   }
   if (args.via_api) {
-    request.grace_period_hours = args.grace_hours.value_or(kDefaultGraceHours);
-    if (request.grace_period_hours < kMinGraceHours || request.grace_period_hours > kMaxGraceHours) {
-      throw CliError(exit_code::usage, "--grace-hours must be from 1 to 720 (Kosli's limits)");
+    request.grace_period_hours = args.grace_hours.value_or(limits::kDefaultGraceHours);
+    if (request.grace_period_hours < limits::kMinGraceHours || request.grace_period_hours > limits::kMaxGraceHours) {
+      throw CliError(exit_code::usage,
+                     "--grace-hours must be " + std::string(limits::kGraceHoursRange) + " (Kosli's limits)");
     }
   } else {
     request.verify = !args.no_verify;
@@ -72,20 +61,13 @@ int cmd_rotate(DaemonClient& daemon, const RotateArgs& args) {
     }
   }
 
-  std::string body = serialize_rotate(request);
-  const auto result = daemon.request("POST", route_target(Route::rotate, args.profile), &body,
-                                     limits::kClientKosliRequestDeadline);
-  const auto j = parse_answer(result.body);
-  const auto meta = profile_from_json(j.value("profile", json::object()));
-  if (!meta) throw CliError(exit_code::error, "kosli-credd sent a profile this client cannot read");
-  const std::string previous = j.value("previous_fingerprint", "?");
-  const auto verify_result = j.contains("verify_result") && j["verify_result"].is_string()
-                                 ? j["verify_result"].get<std::string>()
-                                 : std::string();
+  const auto answer = api::rotate(daemon, args.profile, request).value;
+  const ProfileMeta* meta = &answer.profile;
+  const std::string previous = answer.previous_fingerprint.empty() ? "?" : answer.previous_fingerprint;
+  const std::string& verify_result = answer.verify_result;
   if (args.via_api) {
-    const std::string grace = j.contains("grace_period_expires_at") && j["grace_period_expires_at"].is_string()
-                                  ? j["grace_period_expires_at"].get<std::string>()
-                                  : "the end of its grace period";
+    const std::string grace = answer.grace_period_expires_at != 0 ? format_rfc3339(answer.grace_period_expires_at)
+                                                                  : "the end of its grace period";
     std::printf("Rotated profile '%s' through Kosli: key %s -> %s (key id %s). The old key keeps working until %s.\n",
                 meta->name.c_str(), previous.c_str(), meta->fingerprint.c_str(),
                 meta->key_id.empty() ? "not given" : meta->key_id.c_str(), grace.c_str());
@@ -95,7 +77,7 @@ int cmd_rotate(DaemonClient& daemon, const RotateArgs& args) {
                 verify_result == kVerifyValid ? "checked with Kosli" : "not checked with Kosli (--no-verify)");
   }
   if (meta->expires_at != 0) std::printf("The new key expires at %s.\n", format_rfc3339(meta->expires_at).c_str());
-  if (j.contains("warning") && j["warning"].is_string()) warn(j["warning"].get<std::string>());
+  if (!answer.warning.empty()) warn(answer.warning);
   if (!meta->persistent) {
     warn("profile '" + meta->name + "' is kept in kosli-credd's memory only (backend 'memory'); it is lost when "
          "the daemon stops");

@@ -1,7 +1,6 @@
 // kosli-cred's full command line (libexec/kosli-cred/kosli-cred): every command,
 // parsed by CLI11. bin/kosli-cred serves the plain forms of token, header and
 // exec itself and execs this for everything else (client/fast_path.hpp).
-#include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -12,9 +11,11 @@
 #include "client/cli_error.hpp"
 #include "client/cli_failure.hpp"
 #include "client/commands.hpp"
-#include "client/core_dumps.hpp"
 #include "client/git_credential.hpp"
+#include "client/options.hpp"
+#include "client/process.hpp"
 #include "proto/errors.hpp"
+#include "proto/limits.hpp"
 #include "proto/profile.hpp"
 #include "proto/socket_path.hpp"
 
@@ -26,14 +27,30 @@ using namespace kosli::client;
 // --profile > KOSLI_PROFILE > "default", validated before anything is sent.
 void add_profile_option(CLI::App* cmd, std::string& profile) {
   profile = std::string(kDefaultProfile);
-  cmd->add_option("--profile,-p", profile, "Profile name (default: $KOSLI_PROFILE, else 'default')")
-      ->envname("KOSLI_PROFILE")
+  cmd->add_option(options::cli11_names(options::kProfile), profile,
+                  "Profile name (default: $KOSLI_PROFILE, else 'default')")
+      ->envname(std::string(options::kProfile.env))
       ->check([](const std::string& name) { return profile_name_problem(name).value_or(""); });
 }
 
-// The commands, in the order --help lists them.
-constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",   "list", "show",
-                                          "erase", "verify", "rotate", "status", "lock", "git-credential"};
+void add_json_flag(CLI::App* cmd, bool& json, const std::string& description) {
+  cmd->add_flag(options::cli11_names(options::kJson), json, description);
+}
+
+// Whether `arg` is a global option, and takes its value from the next argument.
+bool global_option(std::string_view arg, bool& value_follows) {
+  for (const auto& option : options::kGlobal) {
+    if (arg == option.name) {
+      value_follows = option.takes_value;
+      return true;
+    }
+    if (arg.size() > option.name.size() && arg.starts_with(option.name) && arg[option.name.size()] == '=') {
+      value_follows = false;
+      return true;
+    }
+  }
+  return false;
+}
 
 // The command `args` run, or "" when they name none (--help, --version, a typo).
 // Only that command's options are set up: CLI11 builds every option of every
@@ -41,13 +58,12 @@ constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",  
 std::string_view command_named(const std::vector<char*>& args) {
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string_view arg = args[i];
-    if (arg == "--socket" || arg == "--daemon-uid") {
-      ++i;  // and its value
+    if (bool value_follows = false; global_option(arg, value_follows)) {
+      if (value_follows) ++i;
       continue;
     }
-    if (arg.starts_with("--socket=") || arg.starts_with("--daemon-uid=")) continue;
     if (arg.starts_with("-")) return {};
-    for (const auto command : kCommands) {
+    for (const auto command : options::kCommands) {
       if (arg == command) return command;
     }
     return {};
@@ -58,9 +74,7 @@ std::string_view command_named(const std::vector<char*>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  disable_core_dumps();
-  // A daemon that closes mid-request must give an error, not kill the client.
-  std::signal(SIGPIPE, SIG_IGN);
+  start_process(Program::full);
 
   // As git's helper, argv is `git-credential-kosli [--socket P] get`: the same
   // as `kosli-cred git-credential …`.
@@ -78,7 +92,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kosli-cred: get Kosli API tokens from kosli-credd, which keeps the keys in your "
                "OS keyring.\nA key is never accepted as an argument: store reads it from stdin "
                "or a hidden prompt.",
-               "kosli-cred"};
+               std::string(limits::kClientProgram)};
   app.set_version_flag("--version", std::string(KOSLI_VERSION));
   // Before any subcommand is added: each takes its parent's.
   app.failure_message(failure_message_without_values(args));
@@ -86,13 +100,13 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options may follow the command
 
   std::optional<std::string> socket;
-  app.add_option("--socket", socket, "kosli-credd's socket (default: $KOSLI_CRED_SOCKET, else "
+  app.add_option(options::cli11_names(options::kSocket), socket, "kosli-credd's socket (default: $KOSLI_CRED_SOCKET, else "
                                      "$XDG_RUNTIME_DIR/kosli-cred/sock)");
   std::string daemon_uid;
-  app.add_option("--daemon-uid", daemon_uid,
+  app.add_option(options::cli11_names(options::kDaemonUid), daemon_uid,
                  "Also trust a sidecar kosli-credd that runs as this uid (its socket, and who answers there)")
       ->type_name("UID")
-      ->envname(std::string(kDaemonUidEnv))
+      ->envname(std::string(options::kDaemonUid.env))
       ->check([](const std::string& uid) {
         return parse_uid(uid) ? std::string() : std::string("a uid is a number, such as 1001");
       });
@@ -119,7 +133,7 @@ int main(int argc, char** argv) {
   CLI::App* token_cmd = subcommand(app, "token", "Print the token on stdout");
   if (token_cmd) {
     add_profile_option(token_cmd, profile);
-    token_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+    add_json_flag(token_cmd, json, "Print the daemon's JSON answer");
   }
 
   CLI::App* header_cmd = subcommand(app, "header", "Print 'Authorization: Bearer <token>' (for curl -H @-)");
@@ -136,12 +150,12 @@ int main(int argc, char** argv) {
   }
 
   CLI::App* list_cmd = subcommand(app, "list", "List profiles (never keys)");
-  if (list_cmd) list_cmd->add_flag("--json", json, "Print JSON");
+  if (list_cmd) add_json_flag(list_cmd, json, "Print JSON");
 
   CLI::App* show_cmd = subcommand(app, "show", "Show one profile (never its key)");
   if (show_cmd) {
     add_profile_option(show_cmd, profile);
-    show_cmd->add_flag("--json", json, "Print JSON");
+    add_json_flag(show_cmd, json, "Print JSON");
   }
 
   CLI::App* erase_cmd = subcommand(app, "erase", "Erase a profile's key and metadata");
@@ -150,7 +164,7 @@ int main(int argc, char** argv) {
   CLI::App* verify_cmd = subcommand(app, "verify", "Ask Kosli whether the profile's key works (exit 7: rejected)");
   if (verify_cmd) {
     add_profile_option(verify_cmd, profile);
-    verify_cmd->add_flag("--json", json, "Print the daemon's JSON answer");
+    add_json_flag(verify_cmd, json, "Print the daemon's JSON answer");
   }
 
   RotateArgs rotate;
@@ -163,7 +177,11 @@ int main(int argc, char** argv) {
     add_profile_option(rotate_cmd, rotate.profile);
     auto* via_api = rotate_cmd->add_flag(
         "--via-api", rotate.via_api, "Ask Kosli to rotate the service-account key (the old one works for the grace period)");
-    rotate_cmd->add_option("--grace-hours", rotate.grace_hours, "How long the old key keeps working (1-720, default 24)")
+    rotate_cmd
+        ->add_option("--grace-hours", rotate.grace_hours,
+                     "How long the old key keeps working (" + std::to_string(limits::kMinGraceHours) + "-" +
+                         std::to_string(limits::kMaxGraceHours) + ", default " +
+                         std::to_string(limits::kDefaultGraceHours) + ")")
         ->needs(via_api);
     rotate_cmd->add_option("--expires-at", rotate.expires_at, "When the new key expires (RFC 3339)");
     rotate_cmd->add_flag("--no-verify", rotate.no_verify, "Store the new key without asking Kosli (offline)")
@@ -173,7 +191,7 @@ int main(int argc, char** argv) {
   }
 
   CLI::App* status_cmd = subcommand(app, "status", "Show the daemon's state");
-  if (status_cmd) status_cmd->add_flag("--json", json, "Print JSON");
+  if (status_cmd) add_json_flag(status_cmd, json, "Print JSON");
 
   CLI::App* lock_cmd = subcommand(app, "lock", "Make the daemon forget every cached key");
 

@@ -1,9 +1,11 @@
-// Every limit of the wire protocol, in one place. Both sides use them; the daemon
-// checks each one before it buffers or allocates.
+// Every limit of the wire protocol, and every constant both programs must spell
+// the same, in one place. Both sides use them; the daemon checks each limit
+// before it buffers or allocates.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <string_view>
 
 namespace kosli::limits {
 
@@ -27,6 +29,15 @@ inline constexpr std::size_t kMaxDescriptionBytes = 256;
 inline constexpr std::size_t kMaxIdentifierBytes = 128;
 // A host base URL.
 inline constexpr std::size_t kMaxHostBytes = 256;
+// A profile name (proto/profile.hpp: ^[a-z0-9][a-z0-9._-]{0,63}$).
+inline constexpr std::size_t kMaxProfileName = 64;
+
+// Kosli's limits on a rotation's grace period, in hours, and its default.
+inline constexpr int kMinGraceHours = 1;
+inline constexpr int kMaxGraceHours = 720;
+inline constexpr int kDefaultGraceHours = 24;
+// The bounds as sentences say them.
+inline constexpr std::string_view kGraceHoursRange = "from 1 to 720";
 
 // A request must arrive whole within this long once its first byte is read.
 inline constexpr std::chrono::seconds kRequestReadDeadline{10};
@@ -48,5 +59,11 @@ inline constexpr std::chrono::seconds kClientRequestDeadline{15};
 // for a store call queued before them.
 inline constexpr std::chrono::seconds kClientKosliRequestDeadline{45};
 static_assert(kClientKosliRequestDeadline > kKosliCallDeadline + 3 * kStoreCallDeadline);
+
+// What kosli-credd writes to its --ready-fd once it accepts connections.
+inline constexpr std::string_view kReadyLine = "ok\n";
+// The client's program name, as users type it and as messages and the
+// User-Agent say it.
+inline constexpr std::string_view kClientProgram = "kosli-cred";
 
 }  // namespace kosli::limits

@@ -7,94 +7,19 @@
 
 #include "proto/host.hpp"
 #include "proto/limits.hpp"
+#include "proto/codec_detail.hpp"
 #include "proto/secret_json.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli {
-namespace {
-
 using nlohmann::json;
-
-constexpr std::size_t kMaxProfileName = 64;
-
-// Unix seconds for the wire: RFC 3339, or null for "never".
-json time_or_null(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
-
-// 9999-12-31T23:59:59Z: the last time RFC 3339 can write, so every accepted
-// time can be sent back and read again.
-constexpr std::int64_t kLatestTime = 253402300799;
-
-// (Json: json, or SecretJson for a body that holds a key.)
-template <class Json>
-std::optional<std::int64_t> time_from_json(const Json& j) {
-  if (j.is_null()) return 0;
-  std::optional<std::int64_t> t;
-  if (j.is_number_unsigned()) {
-    if (j.template get<std::uint64_t>() <= static_cast<std::uint64_t>(kLatestTime)) t = j.template get<std::int64_t>();
-  } else if (j.is_number_integer()) {
-    t = j.template get<std::int64_t>();
-  } else if (j.is_string()) {
-    t = parse_rfc3339(j.template get_ref<const typename Json::string_t&>());
-  }
-  if (!t || *t < 0 || *t > kLatestTime) return std::nullopt;
-  return t;
-}
-
-// Serialises a body that holds a key into a buffer reserved up front: a string
-// that grows while dumping would leave copies of the key in freed memory.
-std::string dump_reserved(const json& j, std::size_t secret_bytes, std::size_t other_bytes) {
-  std::string out;
-  // A printable key escapes to at most 6 bytes a byte ("\u00XX").
-  out.reserve(6 * secret_bytes + 2 * other_bytes + 256);
-  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ');
-  serializer.dump(j, false, false, 0);
-  return out;
-}
-
-// 0 (1970-01-01T00:00:00Z) once meant "never" on the wire; as a time a key
-// expires it is a mistake, and taking it for "never" would hide one.
-std::string epoch_is_not_an_expiry(std::string_view field) {
-  const bool option = field.substr(0, 2) == "--";
-  return (option ? std::string(field) : "the field '" + std::string(field) + "'") +
-         " is 1970-01-01T00:00:00Z (0), which is not when a key expires; give its real expiry" +
-         (option ? ", or leave it out" : ", or null when it is not known");
-}
-
-bool valid_identifier(std::string_view s) {
-  return !s.empty() && s.size() <= limits::kMaxIdentifierBytes &&
-         std::isalnum(static_cast<unsigned char>(s.front())) &&
-         std::all_of(s.begin(), s.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-         });
-}
-
-bool printable(std::string_view s) {
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-}
-
-// Reads an optional string field; an error names the field.
-template <class Json>
-std::optional<CodecError> read_string(const Json& body, const char* field, bool required, std::string& out) {
-  const auto it = body.find(field);
-  if (it == body.end() || (!required && it->is_null())) {
-    if (required) return CodecError{std::string("the field '") + field + "' is required"};
-    return std::nullopt;
-  }
-  if (!it->is_string()) return CodecError{std::string("the field '") + field + "' must be a string"};
-  const auto& value = it->template get_ref<const typename Json::string_t&>();
-  out.assign(value.data(), value.size());
-  return std::nullopt;
-}
-
-}  // namespace
+using namespace codec_detail;
 
 std::optional<std::string> profile_name_problem(std::string_view name) {
   const auto ok_char = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
   };
-  if (name.empty() || name.size() > kMaxProfileName || !ok_char(name.front()) ||
+  if (name.empty() || name.size() > limits::kMaxProfileName || !ok_char(name.front()) ||
       name.front() == '.' || name.front() == '_' || name.front() == '-' ||
       !std::all_of(name.begin(), name.end(), ok_char)) {
     return "a profile name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', "
@@ -319,98 +244,4 @@ bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now
   if (expires_at == 0) return false;
   return expires_at <= now || expires_at - now <= static_cast<std::int64_t>(warning_days) * 86400;
 }
-
-std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
-  SecretJson j;
-  if (auto problem = parse_secret_json(body, j)) return CodecError{j.is_discarded() ? "the body is " + *problem : *problem};
-  if (!j.is_object()) return CodecError{"the body must be a JSON object"};
-
-  RotateRequest r;
-  // Take the key first, so every later return leaves no copy of it behind.
-  if (const auto it = j.find("api_key"); it != j.end()) {
-    if (!it->is_string()) return CodecError{"the field 'api_key' must be a string"};
-    auto& raw = it->get_ref<WipingString&>();
-    r.api_key = Secret(raw);
-    wipe(raw.data(), raw.size());
-    if (auto problem = api_key_problem(r.api_key.reveal())) return CodecError{std::move(*problem)};
-  }
-  static constexpr std::string_view kKnown[] = {"api_key", "verify", "key_id", "expires_at", "via_api"};
-  for (const auto& item : j.items()) {
-    if (std::find(std::begin(kKnown), std::end(kKnown), item.key()) == std::end(kKnown)) {
-      return CodecError{"unknown field '" + std::string(item.key()) + "'"};
-    }
-  }
-  const auto via = j.find("via_api");
-  if (r.api_key.empty() == (via == j.end())) {
-    return CodecError{"send either 'api_key' (a new key you got from Kosli) or 'via_api' "
-                      "(rotate through Kosli's API), not both"};
-  }
-  const auto read_time = [](const SecretJson& v, const char* field) -> std::variant<std::int64_t, CodecError> {
-    const auto t = time_from_json(v);
-    if (!t) return CodecError{std::string("the field '") + field + "' must be an RFC 3339 time, Unix seconds or null"};
-    if (*t == 0 && !v.is_null()) return CodecError{epoch_is_not_an_expiry(field)};
-    return *t;
-  };
-
-  if (via != j.end()) {
-    r.via_api = true;
-    for (const char* field : {"verify", "key_id", "expires_at"}) {
-      if (j.contains(field)) {
-        return CodecError{std::string("the field '") + field + "' does not go with 'via_api'" +
-                          (std::string_view(field) == "expires_at" ? " (put it inside 'via_api')" : "")};
-      }
-    }
-    if (!via->is_object()) return CodecError{"the field 'via_api' must be an object"};
-    for (const auto& item : via->items()) {
-      if (item.key() == "grace_period_hours") {
-        const auto& v = item.value();
-        if (!v.is_number_integer() || v.get<std::int64_t>() < kMinGraceHours ||
-            v.get<std::int64_t>() > kMaxGraceHours) {
-          return CodecError{"the field 'via_api.grace_period_hours' must be a whole number of hours from 1 to 720"};
-        }
-        r.grace_period_hours = v.get<int>();
-      } else if (item.key() == "expires_at") {
-        auto t = read_time(item.value(), "via_api.expires_at");
-        if (auto* e = std::get_if<CodecError>(&t)) return *e;
-        if (const auto seconds = std::get<std::int64_t>(t); seconds != 0) r.expires_at = seconds;
-      } else {
-        return CodecError{"unknown field 'via_api." + std::string(item.key()) + "'"};
-      }
-    }
-    return r;
-  }
-
-  if (const auto v = j.find("verify"); v != j.end()) {
-    if (!v->is_boolean()) return CodecError{"the field 'verify' must be true or false"};
-    r.verify = v->get<bool>();
-  }
-  if (auto e = read_string(j, "key_id", false, r.key_id)) return *e;
-  if (!r.key_id.empty() && !valid_identifier(r.key_id)) {
-    return CodecError{"the field 'key_id' has characters that are not allowed"};
-  }
-  if (const auto e = j.find("expires_at"); e != j.end()) {
-    auto t = read_time(*e, "expires_at");
-    if (auto* err = std::get_if<CodecError>(&t)) return *err;
-    r.expires_at = std::get<std::int64_t>(t);
-  }
-  return r;
-}
-
-std::string serialize_rotate(const RotateRequest& r) {
-  if (r.via_api) {
-    json via{{"grace_period_hours", r.grace_period_hours}};
-    if (r.expires_at && *r.expires_at != 0) via["expires_at"] = format_rfc3339(*r.expires_at);
-    return json{{"via_api", std::move(via)}}.dump();
-  }
-  json j{{"verify", r.verify}};
-  if (!r.key_id.empty()) j["key_id"] = r.key_id;
-  if (r.expires_at) j["expires_at"] = time_or_null(*r.expires_at);
-  // Assign in place: a temporary string would leave an unwiped copy behind.
-  j["api_key"] = std::string();
-  j["api_key"].get_ref<std::string&>().assign(r.api_key.reveal());
-  std::string out = dump_reserved(j, r.api_key.size(), r.key_id.size() + 64);
-  wipe(j["api_key"].get_ref<std::string&>());
-  return out;
-}
-
 }  // namespace kosli

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "proto/limits.hpp"
 #include "proto/secret.hpp"
 #include "proto/secret_json.hpp"
 
@@ -108,10 +109,10 @@ std::int64_t days_left(std::int64_t expires_at, std::int64_t now);
 // of it at `now`, or already past.
 bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now);
 
-// Kosli's limits on a rotation's grace period (hours).
-inline constexpr int kMinGraceHours = 1;
-inline constexpr int kMaxGraceHours = 720;
-inline constexpr int kDefaultGraceHours = 24;
+// Kosli's limits on a rotation's grace period (hours): proto/limits.hpp's.
+inline constexpr int kMinGraceHours = limits::kMinGraceHours;
+inline constexpr int kMaxGraceHours = limits::kMaxGraceHours;
+inline constexpr int kDefaultGraceHours = limits::kDefaultGraceHours;
 
 // The body of POST /v1/profiles/{name}/rotate: either a new key the user got
 // from Kosli ({"api_key","verify"?,"expires_at"?,"key_id"?}), or a rotation

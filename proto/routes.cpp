@@ -3,6 +3,7 @@
 #include <array>
 #include <vector>
 
+#include "proto/limits.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli {
@@ -17,8 +18,8 @@ constexpr std::array<RouteSpec, 11> kRoutes{{
     {Route::put_profile, "PUT", "/v1/profiles/{name}"},
     {Route::delete_profile, "DELETE", "/v1/profiles/{name}"},
     {Route::token, "GET", "/v1/profiles/{name}/token"},
-    {Route::verify, "POST", "/v1/profiles/{name}/verify"},
-    {Route::rotate, "POST", "/v1/profiles/{name}/rotate"},
+    {Route::verify, "POST", "/v1/profiles/{name}/verify", Wait::kosli},
+    {Route::rotate, "POST", "/v1/profiles/{name}/rotate", Wait::kosli},
     // A consumer (git's credential protocol: erase) saw the key rejected.
     {Route::reject, "POST", "/v1/profiles/{name}/reject"},
     {Route::lock, "POST", "/v1/lock"},
@@ -59,6 +60,16 @@ const RouteSpec& route_spec(Route route) noexcept {
     if (spec.route == route) return spec;
   }
   return kRoutes.front();
+}
+
+std::string_view client_user_agent() noexcept {
+  static constexpr std::string_view kUserAgent = "kosli-cred/" KOSLI_VERSION;
+  static_assert(kUserAgent.starts_with(limits::kClientProgram));
+  return kUserAgent;
+}
+
+std::chrono::seconds route_deadline(Route route) noexcept {
+  return route_spec(route).wait == Wait::kosli ? limits::kClientKosliRequestDeadline : limits::kClientRequestDeadline;
 }
 
 std::string route_target(Route route, std::string_view profile) {

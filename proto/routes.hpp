@@ -2,6 +2,7 @@
 // methods and paths from.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -22,19 +23,34 @@ enum class Route {
   metrics,  // the last: daemon/metrics.hpp counts routes up to it
 };
 
+// How long a client waits for a route's answer.
+enum class Wait {
+  daemon,  // the daemon and the keyring: limits::kClientRequestDeadline
+  kosli,   // a call to Kosli besides: limits::kClientKosliRequestDeadline
+};
+
 struct RouteSpec {
   Route route;
   std::string_view method;
   std::string_view pattern;  // "{name}" stands for a profile name
+  Wait wait = Wait::daemon;
 };
 
 const RouteSpec& route_spec(Route route) noexcept;
+// How long a client waits for the route's answer (its RouteSpec's wait).
+std::chrono::seconds route_deadline(Route route) noexcept;
 
 // The request header in which `kosli-cred exec -- CMD` names the program it is
 // about to run: CMD's real path, found the way execvp finds it. kosli-credd
 // believes it only from its own installation's kosli-cred, and takes that
 // program as the requester (allowed_clients, the audit log).
 inline constexpr std::string_view kExecProgramHeader = "Kosli-Exec-Program";
+
+// The User-Agent kosli-cred sends: limits::kClientProgram, "/", its version.
+std::string_view client_user_agent() noexcept;
+
+// The Content-Type of every JSON body, both ways.
+inline constexpr std::string_view kJsonContentType = "application/json";
 
 // The request target for a route, with the profile name filled in.
 std::string route_target(Route route, std::string_view profile = {});

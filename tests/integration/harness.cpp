@@ -20,6 +20,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "client/c_strings.hpp"
+#include "proto/limits.hpp"
 #include "tests/integration/raw_http.hpp"
 
 extern char** environ;
@@ -28,6 +30,7 @@ namespace kosli::test {
 namespace {
 
 namespace fs = std::filesystem;
+using client::c_strings;
 
 std::vector<std::string> merged_environment(const std::vector<std::pair<std::string, std::string>>& extra) {
   std::map<std::string, std::string> env;
@@ -39,13 +42,6 @@ std::vector<std::string> merged_environment(const std::vector<std::pair<std::str
   for (const auto& [k, v] : extra) env[k] = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
-  return out;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (auto& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
   return out;
 }
 
@@ -204,13 +200,13 @@ Daemon::Daemon(const std::string& socket, std::vector<std::string> args,
     ::close(ready[0]);
     throw std::runtime_error("cannot start kosli-credd: " + std::string(std::strerror(spawned)));
   }
-  // The daemon writes "ok\n" once it accepts; EOF first means it gave up.
+  // The daemon writes its readiness line once it accepts; EOF first means it gave up.
   pollfd pfd{ready[0], POLLIN, 0};
   char buf[8] = {};
   const bool readable = ::poll(&pfd, 1, 15000) == 1;
   const ssize_t n = readable ? ::read(ready[0], buf, sizeof buf - 1) : -1;
   ::close(ready[0]);
-  if (n != 3 || std::string(buf) != "ok\n") {
+  if (n < 0 || std::string_view(buf, static_cast<std::size_t>(n)) != limits::kReadyLine) {
     stop();
     throw std::runtime_error("kosli-credd did not become ready; its log:\n" + log());
   }

@@ -1,10 +1,13 @@
 #include "proto/routes.hpp"
 
+#include <chrono>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "proto/limits.hpp"
 
 namespace kosli {
 namespace {
@@ -141,6 +144,18 @@ TEST(MatchRouteEmptyName, AnEmptyNameIsABadNameForEveryMethod) {
   }
   // Routes without a name still answer 405 to a wrong method.
   EXPECT_TRUE(std::holds_alternative<RouteMethodNotAllowed>(match_route("GET", "/v1/lock")));
+}
+
+TEST(RoutesTest, VerifyAndRotateWaitForKosli) {
+  for (int r = 0; r <= static_cast<int>(Route::metrics); ++r) {
+    const auto route = static_cast<Route>(r);
+    const bool asks_kosli = route == Route::verify || route == Route::rotate;
+    EXPECT_EQ(route_deadline(route),
+              asks_kosli ? limits::kClientKosliRequestDeadline : limits::kClientRequestDeadline)
+        << route_spec(route).pattern;
+  }
+  EXPECT_EQ(limits::kClientRequestDeadline, std::chrono::seconds(15));
+  EXPECT_EQ(limits::kClientKosliRequestDeadline, std::chrono::seconds(45));
 }
 
 }  // namespace
