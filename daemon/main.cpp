@@ -234,7 +234,10 @@ int main(int argc, char** argv) {
                  "kosli-credd to apply changes to it)");
     audit.reopen();
   };
-  Server server{listen_socket.release_fd(), router, std::move(server_options)};
+  server_options.on_refused = [&router](const Peer& peer, std::string_view why) {
+    router.connection_refused(peer, why);
+  };
+  Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
 
   // The audit lines of one turn of the event loop go out in one write, and the
   // tokens answered in that turn wait for it (a group commit). With one

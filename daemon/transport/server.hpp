@@ -6,10 +6,13 @@
 
 #include <chrono>
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <vector>
 
+#include "daemon/api/messages.hpp"
 #include "daemon/handlers/router.hpp"
+#include "daemon/ops/metrics.hpp"
 
 namespace kosli::daemon {
 
@@ -29,12 +32,17 @@ struct ServerOptions {
   // Runs on the event loop for each SIGHUP (logrotate's "reopen your log");
   // the server keeps serving.
   std::function<void()> on_hangup;
+  // Records a connection refused before any request was read from it (the
+  // audit log's "connect"); runs on the event loop.
+  std::function<void(const Peer&, std::string_view why)> on_refused;
 };
 
 class Server {
  public:
-  // Takes ownership of a listening socket descriptor.
-  Server(int listen_fd, Router& router, ServerOptions options);
+  // Takes ownership of a listening socket descriptor. `router` answers each
+  // request; `metrics` counts connections and the answers the server gives
+  // itself (refusals, malformed requests).
+  Server(int listen_fd, Router& router, Metrics& metrics, ServerOptions options);
   ~Server();
 
   // Serves until SIGTERM or SIGINT (SIGHUP runs on_hangup; or idle exit, or the parent's exit), then
