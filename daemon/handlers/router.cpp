@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/api/answers.hpp"
+#include "daemon/keys/expiry.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
@@ -20,41 +22,6 @@ namespace kosli::daemon {
 namespace {
 
 using nlohmann::json;
-
-Response json_response(int status, const json& body) { return Response{status, body.dump()}; }
-
-Response store_error_response(const StoreError& e) {
-  if (e.kind == StoreError::Kind::internal) {
-    spdlog::error("store: {}", e.message);
-    return error_response(ErrorCode::internal, e.message);
-  }
-  spdlog::warn("store: {}", e.message);
-  return error_response(ErrorCode::backend_unavailable, e.message);
-}
-
-Response no_such_profile(const std::string& name) {
-  return error_response(ErrorCode::not_found,
-                        "no profile named '" + name + "'; store one with: kosli-cred store --profile " +
-                            name + " --org ORG");
-}
-
-// Why no token is handed out for a key past its expires_at (or nullopt).
-std::optional<std::string> expired(const std::string& name, const TokenInfo& info) {
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  if (info.expires_at == 0 || info.expires_at > now) return std::nullopt;
-  return "the key of profile '" + name + "' expired at " + format_rfc3339(info.expires_at) +
-         "; no token is handed out for it. Rotate it: kosli-cred rotate --profile " + name +
-         " --via-api (a service-account key), or create a new key in Kosli and: kosli-cred rotate --profile " +
-         name + " < new-key";
-}
-
-// The audit detail for a key close to its expiry ("" otherwise).
-std::string expiry_note(const TokenInfo& info) {
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  if (!expiring_within(info.expires_at, info.expiry_warning_days, now)) return {};
-  return "key expires in " + std::to_string(days_left(info.expires_at, now)) + " days (" +
-         format_rfc3339(info.expires_at) + ")";
-}
 
 // health's "audit_log": {"kind", "path" (a file's), "ok", and while failing "error", "failing_since"}.
 json describe(AuditLog& audit) {
@@ -204,7 +171,7 @@ void Router::health(Reply reply) {
     if (auto* list = std::get_if<std::vector<ProfileMeta>>(&profiles)) {
       body["profiles"] = list->size();
       body["expiry_warning_days"] = policy_.expiry_warning_days();
-      body["expiring"] = expiry_summary(*list, policy_.expiry_warning_days(), std::time(nullptr));
+      body["expiring"] = expiry_summary(*list, policy_.expiry_warning_days(), now_s());
     } else {
       body["profiles"] = nullptr;
       body["store_error"] = std::get<StoreError>(profiles).message;
@@ -256,7 +223,7 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
     meta.host = put->host;
     meta.kind = put->kind;
     meta.description = put->description;
-    meta.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    meta.created_at = now_s();
     meta.expires_at = put->expires_at;
     meta.fingerprint = fingerprint(put->api_key);
     meta.service_account = put->service_account;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/keys/expiry.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/api/messages.hpp"
@@ -160,7 +161,7 @@ std::optional<std::string> store_imported(Store& store, const std::vector<Import
     meta.host = request.host;
     meta.kind = request.kind;
     meta.description = request.description;
-    meta.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    meta.created_at = now_s();
     meta.expires_at = request.expires_at;
     meta.fingerprint = fingerprint(request.api_key);
     meta.service_account = request.service_account;

@@ -1,0 +1,25 @@
+#include "daemon/api/answers.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace kosli::daemon {
+
+Response json_response(int status, const nlohmann::json& body) { return Response{status, body.dump()}; }
+
+Response store_error_response(const StoreError& e) {
+  if (e.kind == StoreError::Kind::internal) {
+    spdlog::error("store: {}", e.message);
+    return error_response(ErrorCode::internal, e.message);
+  }
+  spdlog::warn("store: {}", e.message);
+  return error_response(ErrorCode::backend_unavailable, e.message);
+}
+
+Response no_such_profile(const std::string& name) {
+  return error_response(ErrorCode::not_found,
+                        "no profile named '" + name + "'; store one with: kosli-cred store --profile " + name +
+                            " --org ORG");
+}
+
+}  // namespace kosli::daemon

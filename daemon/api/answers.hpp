@@ -1,0 +1,24 @@
+// The answers every route can give, built in one place: a JSON body, a store
+// failure, a profile that does not exist.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "daemon/api/messages.hpp"
+#include "daemon/store/store.hpp"
+
+namespace kosli::daemon {
+
+// `body` as the answer, with `status`.
+Response json_response(int status, const nlohmann::json& body);
+
+// A store that failed: 500 for an internal fault (logged as an error), 503 for
+// a keyring that is unavailable (logged as a warning).
+Response store_error_response(const StoreError& e);
+
+// 404 for `name`, saying how to store it.
+Response no_such_profile(const std::string& name);
+
+}  // namespace kosli::daemon
