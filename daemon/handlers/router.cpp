@@ -10,6 +10,7 @@
 
 #include "daemon/api/answers.hpp"
 #include "daemon/keys/expiry.hpp"
+#include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
@@ -217,18 +218,7 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
   auto put = std::make_shared<PutProfileRequest>(std::move(std::get<PutProfileRequest>(parsed)));
   worker_.submit([this, name, put, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     const auto generation = cache_.generation();
-    ProfileMeta meta;
-    meta.name = name;
-    meta.org = put->org;
-    meta.host = put->host;
-    meta.kind = put->kind;
-    meta.description = put->description;
-    meta.created_at = now_s();
-    meta.expires_at = put->expires_at;
-    meta.fingerprint = fingerprint(put->api_key);
-    meta.service_account = put->service_account;
-    meta.key_id = put->key_id;
-    meta.persistent = store.persistent();
+    const ProfileMeta meta = meta_from_put(name, *put, store.persistent());
 
     auto stored = store.put(meta, put->api_key, deadline);
     if (auto* e = std::get_if<StoreError>(&stored)) {
@@ -278,28 +268,32 @@ void Router::reject(const std::string& name, const Peer& peer, Reply reply) {
   reply(Response{204, {}});
 }
 
+bool Router::refused_expired(const std::string& name, const TokenInfo& info, const Peer& peer, const Reply& reply) {
+  auto why = expired(name, info);
+  if (!why) return false;
+  audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
+  reply(error_response(ErrorCode::key_expired, std::move(*why)));
+  return true;
+}
+
+void Router::issued(const std::string& name, std::string_view detail, const Peer& peer) {
+  audit_.record(AuditRecord{"token", name, "issued", detail}, peer);
+  metrics_.token_issued(name);
+}
+
 void Router::token(const std::string& name, const Peer& peer, Reply reply) {
   if (auto waiting = lifecycle_ ? lifecycle_->waiting_key(name) : std::nullopt) {
     // Kosli issued this key and the keyring has not taken it yet: it is the current one.
-    if (auto why = expired(name, waiting->info)) {
-      audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
-      return reply(error_response(ErrorCode::key_expired, *why));
-    }
-    audit_.record(AuditRecord{"token", name, "issued", "held in memory, not yet in the keyring"}, peer);
-    metrics_.token_issued(name);
+    if (refused_expired(name, waiting->info, peer, reply)) return;
+    issued(name, "held in memory, not yet in the keyring", peer);
     return reply(Response{200, serialize_token(waiting->key, waiting->info), "application/json", {}, true});
   }
   TokenInfo cached_info;
   if (auto body = cache_.token_body(name, &cached_info)) {
     metrics_.cache_hit();
-    if (auto why = expired(name, cached_info)) {
-      wipe(*body);
-      audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
-      return reply(error_response(ErrorCode::key_expired, *why));
-    }
+    if (refused_expired(name, cached_info, peer, reply)) return wipe(*body);
     const std::string note = expiry_note(cached_info);
-    audit_.record(AuditRecord{"token", name, "issued", note.empty() ? "cached" : "cached; " + note}, peer);
-    metrics_.token_issued(name);
+    issued(name, note.empty() ? "cached" : "cached; " + note, peer);
     return reply(Response{200, std::move(*body), "application/json", {}, true});
   }
   metrics_.cache_miss();
@@ -314,15 +308,10 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     } else {
       const TokenInfo info{stored->meta.org, stored->meta.host, stored->meta.expires_at,
                            policy_.expiry_warning_days()};
-      if (auto why = expired(name, info)) {
-        audit_.record(AuditRecord{"token", name, "refused", "expired"}, peer);
-        return reply(error_response(ErrorCode::key_expired, *why));
-      }
+      if (refused_expired(name, info, peer, reply)) return;
       cache_.put(name, stored->key, info, generation);
       response = Response{200, serialize_token(stored->key, info), "application/json", {}, true};
-      const std::string note = expiry_note(info);
-      audit_.record(AuditRecord{"token", name, "issued", note}, peer);
-      metrics_.token_issued(name);
+      issued(name, expiry_note(info), peer);
       return reply(std::move(response));
     }
     audit_.record(AuditRecord{"token", name, result_of(response), {}}, peer);

@@ -44,6 +44,10 @@ class Router {
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
   void reject(const std::string& name, const Peer& peer, Reply reply);
+  // A token for a key past its expires_at: audited and answered 410; whether it was.
+  bool refused_expired(const std::string& name, const TokenInfo& info, const Peer& peer, const Reply& reply);
+  // A token handed out: audited with `detail`, and counted.
+  void issued(const std::string& name, std::string_view detail, const Peer& peer);
 
   StoreWorker& worker_;
   TokenCache& cache_;

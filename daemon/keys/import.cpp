@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "daemon/keys/expiry.hpp"
+#include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/api/messages.hpp"
@@ -155,18 +155,7 @@ std::optional<std::string> store_imported(Store& store, const std::vector<Import
                                           AuditLog& audit, std::string_view source) {
   const Peer self = this_process();
   for (const auto& [name, request] : profiles) {
-    ProfileMeta meta;
-    meta.name = name;
-    meta.org = request.org;
-    meta.host = request.host;
-    meta.kind = request.kind;
-    meta.description = request.description;
-    meta.created_at = now_s();
-    meta.expires_at = request.expires_at;
-    meta.fingerprint = fingerprint(request.api_key);
-    meta.service_account = request.service_account;
-    meta.key_id = request.key_id;
-    meta.persistent = store.persistent();
+    const ProfileMeta meta = meta_from_put(name, request, store.persistent());
     auto stored = store.put(meta, request.api_key, std::chrono::steady_clock::now() + limits::kStoreCallDeadline);
     if (auto* error = std::get_if<StoreError>(&stored)) {
       audit.record(AuditRecord{"import", name, "error", error->message}, self);
