@@ -22,4 +22,11 @@ Response no_such_profile(const std::string& name) {
                             " --org ORG");
 }
 
+// The audit result for an error answer.
+std::string_view result_of(const Response& r) {
+  if (r.status == 404) return "not_found";
+  if (r.status == 403) return "refused";
+  return "error";
+}
+
 }  // namespace kosli::daemon

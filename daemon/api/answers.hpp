@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -20,5 +21,8 @@ Response store_error_response(const StoreError& e);
 
 // 404 for `name`, saying how to store it.
 Response no_such_profile(const std::string& name);
+
+// The audit log's result for an error answer: not_found, refused or error.
+std::string_view result_of(const Response& r);
 
 }  // namespace kosli::daemon

@@ -9,7 +9,7 @@
 // through CONNECT unless NO_PROXY exempts the host. Only a failure to connect,
 // 429 and 5xx (for a call that is not idempotent: 429 and 503, which mean "not
 // done") are retried, a bounded number of times with backoff. Beast and OpenSSL
-// stay in the .cpp.
+// stay in https_client.cpp and its private https_exchange.hpp.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-// Private to daemon/transport/ (server.cpp and session.cpp): what the listener
+// Private to daemon/transport/ (server.cpp and connection.cpp): what the listener
 // and its connections share, a connection (Session) and a refused one
 // (Refusal). The heavy Asio and Beast headers stay inside the transport.
 #pragma once

@@ -1,5 +1,5 @@
 // The HTTP/1.1 server on the Unix socket (Boost.Beast over Asio). The heavy
-// headers stay in server.cpp.
+// headers stay in daemon/transport/'s .cpp files and private headers.
 #pragma once
 
 #include <sys/types.h>
