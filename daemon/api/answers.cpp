@@ -7,13 +7,18 @@ namespace kosli::daemon {
 
 Response json_response(int status, const nlohmann::json& body) { return Response{status, body.dump()}; }
 
-Response store_error_response(const StoreError& e) {
+ApiError store_failure(const StoreError& e) {
   if (e.kind == StoreError::Kind::internal) {
     spdlog::error("store: {}", e.message);
-    return error_response(ErrorCode::internal, e.message);
+    return ApiError{ErrorCode::internal, e.message};
   }
   spdlog::warn("store: {}", e.message);
-  return error_response(ErrorCode::backend_unavailable, e.message);
+  return ApiError{ErrorCode::backend_unavailable, e.message};
+}
+
+Response store_error_response(const StoreError& e) {
+  auto error = store_failure(e);
+  return error_response(error.code, std::move(error.message));
 }
 
 Response no_such_profile(const std::string& name) {

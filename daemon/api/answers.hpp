@@ -15,8 +15,10 @@ namespace kosli::daemon {
 // `body` as the answer, with `status`.
 Response json_response(int status, const nlohmann::json& body);
 
-// A store that failed: 500 for an internal fault (logged as an error), 503 for
-// a keyring that is unavailable (logged as a warning).
+// A store that failed: internal for an internal fault (logged as an error),
+// backend_unavailable otherwise (logged as a warning).
+ApiError store_failure(const StoreError& e);
+// store_failure as the answer: 500 or 503.
 Response store_error_response(const StoreError& e);
 
 // 404 for `name`, saying how to store it.

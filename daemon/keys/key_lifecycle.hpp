@@ -109,7 +109,12 @@ class KeyLifecycle {
   void start_api_rotation(std::shared_ptr<ApiRotation> rotation);
   void on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutcome outcome);
   void store_rotated(std::shared_ptr<ApiRotation> rotation, std::string verify_result, std::string verify_note);
-  void finish_rotation(const ApiRotation& rotation, Response response, std::string_view result, std::string detail);
+  // Ends a rotation: audited, answered (when asked for), and for a scheduled
+  // one its state; `error` is the message of a failure (empty: use `detail`).
+  void finish_rotation(const ApiRotation& rotation, Response response, std::string_view result, std::string detail,
+                       std::string_view error = {});
+  // finish_rotation with `error` as the answer.
+  void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);
 
   void schedule_retry();
   void retry_waiting();

@@ -154,23 +154,23 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
 void KeyLifecycle::start_api_rotation(std::shared_ptr<ApiRotation> rotation) {
   const ProfileMeta& m = rotation->old.meta;
   if (m.kind == KeyKind::personal) {
-    return finish_rotation(*rotation,
-                           error_response(ErrorCode::bad_request,
-                                          "profile '" + rotation->name +
-                                              "' holds a personal key, and Kosli rotates service-account keys only; "
-                                              "create a new personal key in Kosli, then: kosli-cred rotate --profile " +
-                                              rotation->name + " < new-key"),
-                           "refused", "a personal key");
+    return fail_rotation(*rotation,
+                         ApiError{ErrorCode::bad_request,
+                                  "profile '" + rotation->name +
+                                      "' holds a personal key, and Kosli rotates service-account keys only; "
+                                      "create a new personal key in Kosli, then: kosli-cred rotate --profile " +
+                                      rotation->name + " < new-key"},
+                         "refused", "a personal key");
   }
   if (m.service_account.empty() || m.key_id.empty()) {
-    return finish_rotation(*rotation,
-                           error_response(ErrorCode::bad_request,
-                                          "profile '" + rotation->name +
-                                              "' does not say which service account and key id it holds, so Kosli "
-                                              "cannot be asked to rotate it; store it again with --service-account "
-                                              "NAME --key-id ID, or rotate it by hand: kosli-cred rotate --profile " +
-                                              rotation->name + " < new-key"),
-                           "refused", "no service account or key id");
+    return fail_rotation(*rotation,
+                         ApiError{ErrorCode::bad_request,
+                                  "profile '" + rotation->name +
+                                      "' does not say which service account and key id it holds, so Kosli "
+                                      "cannot be asked to rotate it; store it again with --service-account "
+                                      "NAME --key-id ID, or rotate it by hand: kosli-cred rotate --profile " +
+                                      rotation->name + " < new-key"},
+                         "refused", "no service account or key id");
   }
   rotation->call.host = m.host;
   rotation->call.org = m.org;
@@ -193,8 +193,8 @@ void KeyLifecycle::on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutco
     std::string message = f->message + "; profile '" + name + "' was not rotated";
     if (f->maybe_delivered) message += maybe_rotated;
     spdlog::warn("rotate: {}", message);
-    return finish_rotation(*rotation, error_response(ErrorCode::kosli_unreachable, message), "error",
-                           std::string(reason_name(f->reason)));
+    return fail_rotation(*rotation, ApiError{ErrorCode::kosli_unreachable, message}, "error",
+                         std::string(reason_name(f->reason)));
   }
   if (auto* refusal = std::get_if<KosliRefusal>(&outcome)) {
     const std::string said = refusal->message.empty() ? "" : ": " + refusal->message;
@@ -223,8 +223,8 @@ void KeyLifecycle::on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutco
                 "' was not rotated" + (refusal->status >= 500 ? maybe_rotated : "");
     }
     spdlog::warn("rotate: {}", message);
-    return finish_rotation(*rotation, error_response(code, message),
-                           code == ErrorCode::key_rejected ? "refused" : "error", "Kosli answered " + status);
+    return fail_rotation(*rotation, ApiError{code, message},
+                         code == ErrorCode::key_rejected ? "refused" : "error", "Kosli answered " + status);
   }
 
   rotation->rotated = std::move(std::get<RotatedKey>(outcome));
@@ -301,8 +301,8 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
           "until " + grace + ". To save the new key by hand once the keyring works: " + save_by_hand(meta);
       spdlog::error("rotate: NEW KEY NOT IN THE KEYRING: {}", message);
       schedule_retry();
-      return finish_rotation(*rotation, error_response(ErrorCode::backend_unavailable, message), "error",
-                             "new key " + meta.fingerprint + " is held in memory only: " + e->message);
+      return fail_rotation(*rotation, ApiError{ErrorCode::backend_unavailable, message}, "error",
+                           "new key " + meta.fingerprint + " is held in memory only: " + e->message);
     }
     {
       std::lock_guard lock(mutex_);
@@ -324,8 +324,14 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
   });
 }
 
+void KeyLifecycle::fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result,
+                                 std::string detail) {
+  const std::string message = error.message;
+  finish_rotation(rotation, error_response(error.code, std::move(error.message)), result, std::move(detail), message);
+}
+
 void KeyLifecycle::finish_rotation(const ApiRotation& rotation, Response response, std::string_view result,
-                                   std::string detail) {
+                                   std::string detail, std::string_view error) {
   const bool ok = response.status == 200;
   if (rotation.scheduled) {
     const auto now = now_s();
@@ -338,8 +344,7 @@ void KeyLifecycle::finish_rotation(const ApiRotation& rotation, Response respons
         state.last_error.clear();
         state.next_attempt_at = 0;
       } else {
-        const auto error = parse_error_body(response.body);
-        state.last_error = error ? error->message : detail;
+        state.last_error = error.empty() ? detail : std::string(error);
         state.next_attempt_at = now + kScheduledRetry.count();
       }
     }

@@ -107,7 +107,7 @@ void KeyLifecycle::check_schedule(std::uint64_t generation) {
       rotation->guard = guard;
       auto loaded = load_current(name, store, deadline);
       if (auto* e = std::get_if<StoreError>(&loaded)) {
-        finish_rotation(*rotation, store_error_response(*e), "error", e->message);
+        fail_rotation(*rotation, store_failure(*e), "error", e->message);
         continue;
       }
       auto& current = std::get<std::optional<StoredKey>>(loaded);
