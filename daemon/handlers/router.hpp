@@ -7,9 +7,9 @@
 #include <string>
 
 #include "daemon/api/messages.hpp"
-#include "daemon/ops/metrics.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
+#include "daemon/ops/metrics.hpp"
 #include "proto/errors.hpp"
 
 namespace kosli::daemon {

@@ -11,12 +11,12 @@
 
 #include "daemon/api/answers.hpp"
 #include "daemon/keys/expiry.hpp"
-#include "daemon/keys/stored_profile.hpp"
-#include "daemon/ops/audit_log.hpp"
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
-#include "daemon/transport/peer_identity.hpp"
+#include "daemon/keys/stored_profile.hpp"
+#include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
+#include "daemon/transport/peer_identity.hpp"
 #include "proto/routes.hpp"
 #include "proto/time_format.hpp"
 

@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/api/messages.hpp"
+#include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
-#include "daemon/keys/fingerprint.hpp"
-#include "daemon/api/messages.hpp"
 #include "proto/host.hpp"
 #include "proto/limits.hpp"
 #include "proto/secret.hpp"

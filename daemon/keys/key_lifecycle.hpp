@@ -24,11 +24,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "daemon/ops/config.hpp"
-#include "daemon/kosli/kosli_api.hpp"
 #include "daemon/api/messages.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
+#include "daemon/kosli/kosli_api.hpp"
+#include "daemon/ops/config.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli::daemon {

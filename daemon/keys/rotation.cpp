@@ -10,11 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "daemon/ops/audit_log.hpp"
-#include "daemon/keys/fingerprint.hpp"
 #include "daemon/api/messages.hpp"
-#include "proto/time_format.hpp"
+#include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/lifecycle_detail.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "proto/time_format.hpp"
 
 namespace kosli::daemon {
 

@@ -14,8 +14,8 @@
 #include <optional>
 #include <string>
 
-#include "daemon/ops/config.hpp"
 #include "daemon/api/messages.hpp"
+#include "daemon/ops/config.hpp"
 #include "proto/routes.hpp"
 
 namespace kosli::daemon {

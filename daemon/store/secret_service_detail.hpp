@@ -22,8 +22,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proto/limits.hpp"
 #include "daemon/store/secret_service_store.hpp"
+#include "proto/limits.hpp"
 
 namespace kosli::daemon::secret_service_detail {
 

@@ -20,13 +20,13 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon/transport/connection.hpp"
 #include "daemon/transport/http_request.hpp"
 #include "daemon/transport/peer_identity.hpp"
+#include "daemon/transport/refusal.hpp"
 #include "daemon/transport/refused_peers.hpp"
 #include "proto/display.hpp"
 #include "proto/limits.hpp"
-#include "daemon/transport/connection.hpp"
-#include "daemon/transport/refusal.hpp"
 
 namespace kosli::daemon {
 
