@@ -9,8 +9,9 @@
 // how to recover.
 //
 // Threads: calls to Kosli run on KosliApi's thread, store calls on
-// StoreWorker's; replies go out from either. Nothing here holds its mutex
-// while calling either of them.
+// StoreWorker's, the schedule and the keyring retries on its own Timers';
+// replies go out from the first two. Nothing here holds its mutex while
+// calling any of them.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,7 @@
 
 #include "daemon/api/messages.hpp"
 #include "daemon/keys/store_worker.hpp"
+#include "daemon/keys/timers.hpp"
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
 #include "daemon/ops/config.hpp"
@@ -49,6 +51,8 @@ class KeyLifecycle {
 
   // Starts scheduled rotation, when a profile's configuration asks for it.
   void start();
+  // No more scheduled rotations or keyring retries. Call before KosliApi::stop().
+  void stop_timers();
   // No more schedules or retries; one last attempt to store any key still
   // waiting (it runs when StoreWorker stops), and a loud log line for any left.
   // Call after KosliApi::stop() and before StoreWorker::stop().
@@ -141,6 +145,7 @@ class KeyLifecycle {
   std::chrono::seconds retry_backoff_{0};
   std::map<std::string, ScheduleState, std::less<>> schedule_;
   std::uint64_t schedule_generation_ = 0;
+  Timers timers_;  // last: joined before the rest goes
 };
 
 }  // namespace kosli::daemon

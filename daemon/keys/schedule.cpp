@@ -61,7 +61,7 @@ void KeyLifecycle::arm_schedule(std::chrono::milliseconds delay) {
     if (stopped_) return;
     generation = ++schedule_generation_;
   }
-  kosli_.after(delay, [this, generation] { check_schedule(generation); });
+  timers_.after(delay, [this, generation] { check_schedule(generation); });
 }
 
 void KeyLifecycle::check_schedule(std::uint64_t generation) {

@@ -41,7 +41,7 @@ void KeyLifecycle::schedule_retry() {
     retry_backoff_ = retry_backoff_.count() == 0 ? kFirstStoreRetry : std::min(retry_backoff_ * 2, kMaxStoreRetry);
     delay = retry_backoff_;
   }
-  kosli_.after(delay, [this] {
+  timers_.after(delay, [this] {
     {
       std::lock_guard lock(mutex_);
       retry_armed_ = false;
@@ -111,7 +111,10 @@ void KeyLifecycle::log_lost(const Waiting& w) const {
       w.meta.name);
 }
 
+void KeyLifecycle::stop_timers() { timers_.stop(); }
+
 void KeyLifecycle::stop() {
+  timers_.stop();
   std::vector<std::shared_ptr<StoredKey>> left;
   {
     std::lock_guard lock(mutex_);

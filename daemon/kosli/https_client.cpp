@@ -74,9 +74,6 @@ class HttpsClient::Impl {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
       stopping_ = true;
-      asio::post(ioc_, [this] {
-        for (const auto& timer : timers_) timer->cancel();
-      });
     }
     work_.reset();
     if (thread_.joinable()) thread_.join();
@@ -88,17 +85,6 @@ class HttpsClient::Impl {
     if (stopping_) return false;
     asio::post(ioc_, std::move(fn));
     return true;
-  }
-
-  void after(std::chrono::milliseconds delay, std::function<void()> fn) {
-    post([this, delay, fn = std::move(fn)] {
-      auto timer = std::make_shared<asio::steady_timer>(ioc_, delay);
-      timers_.insert(timer);
-      timer->async_wait([this, timer, fn](beast::error_code ec) {
-        timers_.erase(timer);
-        if (!ec) fn();
-      });
-    });
   }
 
   void perform(std::shared_ptr<HttpCall> call, std::function<void(HttpOutcome)> done) {
@@ -321,7 +307,6 @@ class HttpsClient::Impl {
   const std::string no_proxy_;
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::set<std::shared_ptr<asio::steady_timer>> timers_;  // touched on the API's thread only
   std::mutex mutex_;
   bool stopping_ = false;
   std::thread thread_;
@@ -361,10 +346,6 @@ HttpsClient::HttpsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpsClient::~HttpsClient() = default;
 
 void HttpsClient::stop() { impl_->stop(); }
-
-void HttpsClient::after(std::chrono::milliseconds delay, std::function<void()> fn) {
-  impl_->after(delay, std::move(fn));
-}
 
 void HttpsClient::perform(std::shared_ptr<HttpCall> call, std::function<void(HttpOutcome)> done) {
   impl_->perform(std::move(call), std::move(done));

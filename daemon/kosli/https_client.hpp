@@ -91,15 +91,12 @@ class HttpsClient {
   HttpsClient(const HttpsClient&) = delete;
   HttpsClient& operator=(const HttpsClient&) = delete;
 
-  // Cancels timers, lets calls in flight finish (each is bounded by its
+  // Lets calls in flight finish (each is bounded by its
   // deadline), then joins the thread. Later calls fail at once with `stopping`.
   void stop();
 
   // Makes `call`; `done` runs on the client's thread.
   void perform(std::shared_ptr<HttpCall> call, std::function<void(HttpOutcome)> done);
-
-  // Runs `fn` on the client's thread after `delay`, unless stopped first.
-  void after(std::chrono::milliseconds delay, std::function<void()> fn);
 
  private:
   class Impl;

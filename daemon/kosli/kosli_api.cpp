@@ -77,8 +77,6 @@ KosliApi::~KosliApi() = default;
 
 void KosliApi::stop() { https_->stop(); }
 
-void KosliApi::after(std::chrono::milliseconds delay, std::function<void()> fn) { https_->after(delay, std::move(fn)); }
-
 void KosliApi::check_key(const std::string& host, const std::string& org, const Secret& key,
                          std::function<void(CheckOutcome)> done) {
   auto call = std::make_shared<HttpCall>();

@@ -57,7 +57,7 @@ class KosliApi {
   KosliApi(const KosliApi&) = delete;
   KosliApi& operator=(const KosliApi&) = delete;
 
-  // Cancels timers, lets calls in flight finish (each is bounded by its
+  // Lets calls in flight finish (each is bounded by its
   // deadline), then joins the thread. Later calls fail at once with `stopping`.
   void stop();
 
@@ -69,9 +69,6 @@ class KosliApi {
   // POST <host>/api/v2/service-accounts/<org>/<sa>/api-keys/<key_id>/rotate with
   // the current key as bearer. `done` runs on the API's thread.
   void rotate_key(const RotateCall& call, const Secret& key, std::function<void(RotateOutcome)> done);
-
-  // Runs `fn` on the API's thread after `delay`, unless stopped first.
-  void after(std::chrono::milliseconds delay, std::function<void()> fn);
 
  private:
   explicit KosliApi(std::unique_ptr<HttpsClient> https);
