@@ -17,24 +17,24 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "daemon/activation.hpp"
-#include "daemon/audit_log.hpp"
-#include "daemon/config.hpp"
-#include "daemon/peer_identity.hpp"
-#include "daemon/hardening.hpp"
-#include "daemon/import.hpp"
-#include "daemon/key_lifecycle.hpp"
-#include "daemon/kosli_api.hpp"
-#include "daemon/listen_socket.hpp"
-#include "daemon/notify.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/router.hpp"
-#include "daemon/server.hpp"
+#include "daemon/handlers/router.hpp"
+#include "daemon/keys/import.hpp"
+#include "daemon/keys/key_lifecycle.hpp"
+#include "daemon/keys/store_worker.hpp"
+#include "daemon/keys/token_cache.hpp"
+#include "daemon/kosli/kosli_api.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "daemon/ops/config.hpp"
+#include "daemon/ops/hardening.hpp"
+#include "daemon/ops/notify.hpp"
+#include "daemon/ops/policy.hpp"
 #include "daemon/store/memory_store.hpp"
 #include "daemon/store/metered_store.hpp"
 #include "daemon/store/secret_service_store.hpp"
-#include "daemon/store_worker.hpp"
-#include "daemon/token_cache.hpp"
+#include "daemon/transport/activation.hpp"
+#include "daemon/transport/listen_socket.hpp"
+#include "daemon/transport/peer_identity.hpp"
+#include "daemon/transport/server.hpp"
 #include "proto/limits.hpp"
 #include "proto/socket_path.hpp"
 
@@ -234,7 +234,10 @@ int main(int argc, char** argv) {
                  "kosli-credd to apply changes to it)");
     audit.reopen();
   };
-  Server server{listen_socket.release_fd(), router, std::move(server_options)};
+  server_options.on_refused = [&router](const Peer& peer, std::string_view why) {
+    router.connection_refused(peer, why);
+  };
+  Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
 
   // The audit lines of one turn of the event loop go out in one write, and the
   // tokens answered in that turn wait for it (a group commit). With one
@@ -255,9 +258,10 @@ int main(int argc, char** argv) {
 
   audit.write_through();  // what the shutdown below records is written at once
   systemd.notify("STOPPING=1");
-  kosli->stop();      // calls to Kosli in flight finish first (each has a deadline) …
-  lifecycle.stop();   // … then keys Kosli issued get one last chance at the keyring …
-  worker.stop();      // … as the store's queue drains.
+  lifecycle.stop_timers();  // no scheduled rotation or keyring retry starts now …
+  kosli->stop();            // … calls to Kosli in flight finish (each has a deadline) …
+  lifecycle.stop();         // … then keys Kosli issued get one last chance at the keyring …
+  worker.stop();            // … as the store's queue drains.
   listen_socket.remove_file();
   spdlog::info("kosli-credd stopped");
   return EXIT_SUCCESS;

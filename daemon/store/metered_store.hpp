@@ -1,16 +1,25 @@
-// A Store that counts the failed calls of another into Metrics, by kind. Every
+// A Store that counts the failed calls of another, by kind, into a
+// StoreErrorCounter (the daemon's Metrics). Every
 // keyring call the daemon makes goes through it, whoever makes it: the router,
 // verification, rotation by hand, through the API or on a schedule.
 #pragma once
 
-#include "daemon/metrics.hpp"
 #include "daemon/store/store.hpp"
 
 namespace kosli::daemon {
 
+// Where MeteredStore counts a failed call; called only on failure.
+class StoreErrorCounter {
+ public:
+  virtual void store_error(StoreError::Kind kind) = 0;
+
+ protected:
+  ~StoreErrorCounter() = default;
+};
+
 class MeteredStore final : public Store {
  public:
-  MeteredStore(Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+  MeteredStore(Store& store, StoreErrorCounter& counter) : store_(store), counter_(counter) {}
 
   std::string_view backend_name() const override { return store_.backend_name(); }
   bool persistent() const override { return store_.persistent(); }
@@ -37,12 +46,12 @@ class MeteredStore final : public Store {
  private:
   template <class T>
   StoreResult<T> counted(StoreResult<T> result) {
-    if (const auto* e = std::get_if<StoreError>(&result)) metrics_.store_error(e->kind);
+    if (const auto* e = std::get_if<StoreError>(&result)) counter_.store_error(e->kind);
     return result;
   }
 
   Store& store_;
-  Metrics& metrics_;
+  StoreErrorCounter& counter_;
 };
 
 }  // namespace kosli::daemon

@@ -17,14 +17,14 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "daemon/audit_log.hpp"
-#include "daemon/http_request.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/router.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "daemon/transport/http_request.hpp"
+#include "daemon/ops/policy.hpp"
+#include "daemon/handlers/router.hpp"
 #include "daemon/store/memory_store.hpp"
 #include "daemon/store/secret_service_store.hpp"
-#include "daemon/store_worker.hpp"
-#include "daemon/token_cache.hpp"
+#include "daemon/keys/store_worker.hpp"
+#include "daemon/keys/token_cache.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli::daemon {

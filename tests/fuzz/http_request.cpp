@@ -20,13 +20,13 @@
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
-#include "daemon/audit_log.hpp"
-#include "daemon/http_request.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/router.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "daemon/transport/http_request.hpp"
+#include "daemon/ops/policy.hpp"
+#include "daemon/handlers/router.hpp"
 #include "daemon/store/memory_store.hpp"
-#include "daemon/store_worker.hpp"
-#include "daemon/token_cache.hpp"
+#include "daemon/keys/store_worker.hpp"
+#include "daemon/keys/token_cache.hpp"
 #include "proto/errors.hpp"
 
 namespace {

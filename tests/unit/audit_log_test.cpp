@@ -1,4 +1,4 @@
-#include "daemon/audit_log.hpp"
+#include "daemon/ops/audit_log.hpp"
 
 #include <signal.h>
 #include <sys/resource.h>

@@ -1,4 +1,4 @@
-#include "daemon/config.hpp"
+#include "daemon/ops/config.hpp"
 
 #include <string>
 

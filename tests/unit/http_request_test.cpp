@@ -1,4 +1,4 @@
-#include "daemon/http_request.hpp"
+#include "daemon/transport/http_request.hpp"
 
 #include <memory>
 #include <string>

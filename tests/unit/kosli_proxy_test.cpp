@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/kosli_api.hpp"
+#include "daemon/kosli/https_client.hpp"
 #include "tests/unit/test_helpers.hpp"
 
 namespace kosli::daemon {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "daemon/ops/metrics.hpp"
 #include "daemon/store/memory_store.hpp"
 
 namespace kosli::daemon {

@@ -1,4 +1,4 @@
-#include "daemon/policy.hpp"
+#include "daemon/ops/policy.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "daemon/refused_peers.hpp"
+#include "daemon/transport/refused_peers.hpp"
 
 #include <gtest/gtest.h>
 

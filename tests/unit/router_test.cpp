@@ -1,4 +1,4 @@
-#include "daemon/router.hpp"
+#include "daemon/handlers/router.hpp"
 
 #include <unistd.h>
 
@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "daemon/audit_log.hpp"
-#include "daemon/policy.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "daemon/ops/policy.hpp"
 #include "daemon/store/memory_store.hpp"
 #include "tests/unit/test_helpers.hpp"
 

@@ -1,4 +1,4 @@
-#include "daemon/token_cache.hpp"
+#include "daemon/keys/token_cache.hpp"
 
 #include <chrono>
 #include <string>

@@ -23,7 +23,7 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/import.hpp"
+#include "daemon/keys/import.hpp"
 #include "proto/profile.hpp"
 
 namespace {

@@ -1,0 +1,37 @@
+#include "daemon/api/answers.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace kosli::daemon {
+
+Response json_response(int status, const nlohmann::json& body) { return Response{status, body.dump()}; }
+
+ApiError store_failure(const StoreError& e) {
+  if (e.kind == StoreError::Kind::internal) {
+    spdlog::error("store: {}", e.message);
+    return ApiError{ErrorCode::internal, e.message};
+  }
+  spdlog::warn("store: {}", e.message);
+  return ApiError{ErrorCode::backend_unavailable, e.message};
+}
+
+Response store_error_response(const StoreError& e) {
+  auto error = store_failure(e);
+  return error_response(error.code, std::move(error.message));
+}
+
+Response no_such_profile(const std::string& name) {
+  return error_response(ErrorCode::not_found,
+                        "no profile named '" + name + "'; store one with: kosli-cred store --profile " + name +
+                            " --org ORG");
+}
+
+// The audit result for an error answer.
+std::string_view result_of(const Response& r) {
+  if (r.status == 404) return "not_found";
+  if (r.status == 403) return "refused";
+  return "error";
+}
+
+}  // namespace kosli::daemon

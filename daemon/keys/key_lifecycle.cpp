@@ -1,0 +1,188 @@
+#include "daemon/keys/key_lifecycle.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "daemon/api/messages.hpp"
+#include "daemon/keys/fingerprint.hpp"
+#include "daemon/keys/lifecycle_detail.hpp"
+#include "daemon/ops/audit_log.hpp"
+#include "proto/time_format.hpp"
+
+namespace kosli::daemon {
+
+using namespace keys_detail;
+
+json keys_detail::time_json(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
+
+std::string keys_detail::when_old_key_ends(std::int64_t grace_end) {
+  return grace_end != 0 ? format_rfc3339(grace_end) : "the end of its grace period";
+}
+
+json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now) {
+  json out = json::array();
+  for (const auto& meta : profiles) {
+    if (!expiring_within(meta.expires_at, warning_days, now)) continue;
+    out.push_back({{"profile", meta.name},
+                   {"expires_at", format_rfc3339(meta.expires_at)},
+                   {"days_left", days_left(meta.expires_at, now)},
+                   {"expired", meta.expires_at <= now}});
+  }
+  return out;
+}
+KeyLifecycle::KeyLifecycle(StoreWorker& worker, TokenCache& cache, AuditLog& audit, KosliApi& kosli,
+                           const Config& config)
+    : worker_(worker),
+      cache_(cache),
+      audit_(audit),
+      kosli_(kosli),
+      expiry_warning_days_(config.expiry_warning_days),
+      profiles_(config.profiles),
+      self_(this_process()) {}
+
+KeyLifecycle::~KeyLifecycle() = default;
+
+TokenInfo KeyLifecycle::token_info(const ProfileMeta& meta) const {
+  return TokenInfo{meta.org, meta.host, meta.expires_at, expiry_warning_days_};
+}
+
+std::shared_ptr<void> KeyLifecycle::claim(const std::string& name) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!busy_.insert(name).second) return nullptr;
+  }
+  // The pointer only makes the guard test true; the deleter frees the slot.
+  return std::shared_ptr<void>(static_cast<void*>(this), [this, name](void*) {
+    std::lock_guard lock(mutex_);
+    busy_.erase(name);
+  });
+}
+
+std::optional<KeyLifecycle::WaitingKey> KeyLifecycle::waiting_key(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  const auto it = waiting_.find(name);
+  if (it == waiting_.end()) return std::nullopt;
+  return WaitingKey{it->second.key.clone(), token_info(it->second.meta)};
+}
+
+bool KeyLifecycle::holds_waiting_keys() {
+  std::lock_guard lock(mutex_);
+  return !waiting_.empty();
+}
+
+void KeyLifecycle::profile_changed(const std::string& name) {
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = waiting_.find(name); it != waiting_.end()) {
+      spdlog::info("rotate: profile '{}' was stored or erased by hand; the rotated key held in memory "
+                   "({}) is no longer needed",
+                   name, it->second.meta.fingerprint);
+      waiting_.erase(it);
+    }
+    if (const auto it = schedule_.find(name); it != schedule_.end()) it->second.next_attempt_at = 0;
+  }
+  arm_schedule(std::chrono::milliseconds(0));
+}
+
+// ---- verify ----------------------------------------------------------------
+
+StoreResult<std::optional<StoredKey>> KeyLifecycle::load_current(const std::string& name, Store& store,
+                                                                 Store::Deadline deadline) {
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = waiting_.find(name); it != waiting_.end()) {
+      return std::optional<StoredKey>{StoredKey{it->second.meta, it->second.key.clone()}};
+    }
+  }
+  return store.load(name, deadline);
+}
+
+std::optional<StoredKey> KeyLifecycle::current_key(const std::string& name, Store& store, Store::Deadline deadline,
+                                                  std::string_view event, const Peer& peer, const Reply& reply) {
+  auto loaded = load_current(name, store, deadline);
+  if (auto* e = std::get_if<StoreError>(&loaded)) {
+    audit_.record(AuditRecord{event, name, "error", e->message}, peer);
+    reply(store_error_response(*e));
+    return std::nullopt;
+  }
+  auto& stored = std::get<std::optional<StoredKey>>(loaded);
+  if (!stored) {
+    audit_.record(AuditRecord{event, name, "not_found", {}}, peer);
+    reply(no_such_profile(name));
+  }
+  return std::move(stored);
+}
+
+void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply) {
+  worker_.submit([this, name, peer, reply](Store& store, Store::Deadline deadline) {
+    auto key = current_key(name, store, deadline, "verify", peer, reply);
+    if (!key) return;
+    const auto current = std::make_shared<StoredKey>(std::move(*key));
+    kosli_.check_key(current->meta.host, current->meta.org, current->key,
+                     [this, name, peer, reply, current](CheckOutcome outcome) {
+      const ProfileMeta& meta = current->meta;
+      if (auto* f = std::get_if<KosliFailure>(&outcome)) {
+        spdlog::warn("verify: profile '{}': {}", name, f->message);
+        audit_.record(AuditRecord{"verify", name, "error", reason_name(f->reason)}, peer);
+        return reply(error_response(ErrorCode::kosli_unreachable,
+                                    f->message + "; the key of profile '" + name + "' was not checked"));
+      }
+      const int status = std::get<int>(outcome);
+      const std::string_view result = status == 200   ? kVerifyValid
+                                      : status == 401 ? kVerifyInvalid
+                                      : status == 403 ? kVerifyForbidden
+                                                      : std::string_view{};
+      if (result.empty()) {
+        const std::string message =
+            "Kosli at " + meta.host + " answered " + std::to_string(status) + " to GET /api/v2/environments/" +
+            meta.org + (status == 404 ? " (is the profile's org right?)" : "") + "; the key of profile '" + name +
+            "' was not checked";
+        spdlog::warn("verify: {}", message);
+        audit_.record(AuditRecord{"verify", name, "error", "Kosli answered " + std::to_string(status)}, peer);
+        return reply(error_response(ErrorCode::kosli_unreachable, message));
+      }
+      std::string message;
+      if (result == kVerifyValid) {
+        message = "Kosli accepts the key of profile '" + name + "' for org " + meta.org + " on " + meta.host;
+      } else if (result == kVerifyInvalid) {
+        message = "Kosli rejected the key of profile '" + name +
+                  "' (401): it is invalid, revoked or expired. Store a new key with: kosli-cred rotate --profile " +
+                  name + " < new-key";
+      } else {
+        message = "the key of profile '" + name + "' is valid, but has no access to org '" + meta.org +
+                  "' (403); check the profile's org, or the service account's role in Kosli";
+      }
+      const auto checked_at = now_s();
+      worker_.submit([this, name, peer, reply, current, result, status, message, checked_at](
+                         Store& store, Store::Deadline deadline) {
+        const ProfileMeta& meta = current->meta;
+        json body{{"profile", name},
+                  {"org", meta.org},
+                  {"host", meta.host},
+                  {"fingerprint", meta.fingerprint},
+                  {"valid", result != kVerifyInvalid},
+                  {"result", result},
+                  {"kosli_status", status},
+                  {"checked_at", format_rfc3339(checked_at)},
+                  {"message", message}};
+        auto recorded = store.record_verification(name, meta.fingerprint, checked_at, result, deadline);
+        if (auto* e = std::get_if<StoreError>(&recorded)) {
+          body["warning"] = "the result could not be saved with the profile: " + e->message;
+        }
+        spdlog::info("verify: profile '{}' ({}): {} (Kosli answered {})", name, meta.fingerprint, result, status);
+        audit_.record(AuditRecord{"verify", name, result, "Kosli answered " + std::to_string(status) + " for " +
+                                                              meta.fingerprint},
+                      peer);
+        reply(json_response(200, body));
+      });
+    });
+  });
+}
+}  // namespace kosli::daemon

@@ -1,0 +1,151 @@
+// A key's life with Kosli: verify it (POST /v1/profiles/{name}/verify), rotate
+// it by hand or through Kosli's API (POST …/rotate), rotate it on a schedule,
+// and hold a key Kosli issued until the keyring has stored it.
+//
+// The rule that shapes this file: a key Kosli hands out once must never be
+// lost. From the moment a rotation answers, the new key is held in locked
+// memory and served; it leaves memory only once the keyring has it. If storing
+// fails it is retried with backoff, and the log, the answer and `status` say
+// how to recover.
+//
+// Threads: calls to Kosli run on KosliApi's thread, store calls on
+// StoreWorker's, the schedule and the keyring retries on its own Timers';
+// replies go out from the first two. Nothing here holds its mutex while
+// calling any of them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "daemon/api/messages.hpp"
+#include "daemon/keys/store_worker.hpp"
+#include "daemon/keys/timers.hpp"
+#include "daemon/keys/token_cache.hpp"
+#include "daemon/kosli/kosli_api.hpp"
+#include "daemon/ops/config.hpp"
+#include "proto/profile.hpp"
+
+namespace kosli::daemon {
+
+class AuditLog;
+
+// Profiles whose key expires within `warning_days` (or has expired) at `now`:
+// [{"profile","expires_at","days_left","expired"}], for the health answer.
+nlohmann::json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now);
+
+class KeyLifecycle {
+ public:
+  KeyLifecycle(StoreWorker& worker, TokenCache& cache, AuditLog& audit, KosliApi& kosli, const Config& config);
+  ~KeyLifecycle();
+
+  KeyLifecycle(const KeyLifecycle&) = delete;
+  KeyLifecycle& operator=(const KeyLifecycle&) = delete;
+
+  // Starts scheduled rotation, when a profile's configuration asks for it.
+  void start();
+  // No more scheduled rotations or keyring retries. Call before KosliApi::stop().
+  void stop_timers();
+  // No more schedules or retries; one last attempt to store any key still
+  // waiting (it runs when StoreWorker stops), and a loud log line for any left.
+  // Call after KosliApi::stop() and before StoreWorker::stop().
+  void stop();
+
+  void verify(const std::string& name, const Peer& peer, Reply reply);
+  void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
+
+  // A key Kosli issued for `name` that the keyring does not hold yet: it is the
+  // profile's current key, so tokens come from here.
+  struct WaitingKey {
+    Secret key;
+    TokenInfo info;
+  };
+  std::optional<WaitingKey> waiting_key(std::string_view name);
+  // Whether any such key exists (the daemon must not exit idle while one does).
+  bool holds_waiting_keys();
+
+  // A user stored or erased the profile: a key still waiting for it is
+  // superseded, and its schedule is looked at again.
+  void profile_changed(const std::string& name);
+
+  // Adds "rotation" (scheduled rotation per profile, with its last failure)
+  // and "waiting_keys" to the health answer.
+  void describe(nlohmann::json& health);
+
+ private:
+  struct ApiRotation;
+  struct Waiting {
+    ProfileMeta meta;
+    Secret key;
+    std::int64_t since = 0;
+    std::int64_t grace_period_expires_at = 0;
+    std::string last_error;
+    int attempts = 0;
+  };
+  struct ScheduleState {
+    std::int64_t due_at = 0;
+    std::int64_t last_rotated_at = 0;
+    std::int64_t last_attempt_at = 0;
+    std::int64_t next_attempt_at = 0;  // after a failure
+    std::string last_error;
+  };
+
+  std::shared_ptr<void> claim(const std::string& name);
+  // The profile's current key: one Kosli issued that the keyring has not taken
+  // yet, else the stored one (none: erased). On the store's thread.
+  StoreResult<std::optional<StoredKey>> load_current(const std::string& name, Store& store, Store::Deadline deadline);
+  // load_current for a request: without a key (no such profile, or the store
+  // failed) answers `reply`, audited as `event`, and returns nullopt.
+  std::optional<StoredKey> current_key(const std::string& name, Store& store, Store::Deadline deadline,
+                                       std::string_view event, const Peer& peer, const Reply& reply);
+  void rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
+                      const Peer& peer, Reply reply, std::shared_ptr<void> guard);
+  void replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,
+                       std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer, Reply reply,
+                       std::shared_ptr<void> guard);
+  void start_api_rotation(std::shared_ptr<ApiRotation> rotation);
+  void on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutcome outcome);
+  void store_rotated(std::shared_ptr<ApiRotation> rotation, std::string verify_result, std::string verify_note);
+  // Ends a rotation: audited, answered (when asked for), and for a scheduled
+  // one its state; `error` is the message of a failure (empty: use `detail`).
+  void finish_rotation(const ApiRotation& rotation, Response response, std::string_view result, std::string detail,
+                       std::string_view error = {});
+  // finish_rotation with `error` as the answer.
+  void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);
+
+  void schedule_retry();
+  void retry_waiting();
+  void log_lost(const Waiting& waiting) const;
+
+  void arm_schedule(std::chrono::milliseconds delay);
+  void check_schedule(std::uint64_t generation);
+
+  TokenInfo token_info(const ProfileMeta& meta) const;
+
+  StoreWorker& worker_;
+  TokenCache& cache_;
+  AuditLog& audit_;
+  KosliApi& kosli_;
+  const int expiry_warning_days_;
+  const std::map<std::string, ProfileConfig, std::less<>> profiles_;
+  const Peer self_;  // who the audit log names for what the daemon does on its own
+
+  std::mutex mutex_;
+  bool stopped_ = false;
+  std::set<std::string, std::less<>> busy_;  // profiles with a rotation in flight
+  std::map<std::string, Waiting, std::less<>> waiting_;
+  bool retry_armed_ = false;
+  std::chrono::seconds retry_backoff_{0};
+  std::map<std::string, ScheduleState, std::less<>> schedule_;
+  std::uint64_t schedule_generation_ = 0;
+  Timers timers_;  // last: joined before the rest goes
+};
+
+}  // namespace kosli::daemon

@@ -1,0 +1,24 @@
+#include "daemon/keys/stored_profile.hpp"
+
+#include "daemon/keys/expiry.hpp"
+#include "daemon/keys/fingerprint.hpp"
+
+namespace kosli::daemon {
+
+ProfileMeta meta_from_put(const std::string& name, const PutProfileRequest& put, bool persistent) {
+  ProfileMeta meta;
+  meta.name = name;
+  meta.org = put.org;
+  meta.host = put.host;
+  meta.kind = put.kind;
+  meta.description = put.description;
+  meta.created_at = now_s();
+  meta.expires_at = put.expires_at;
+  meta.fingerprint = fingerprint(put.api_key);
+  meta.service_account = put.service_account;
+  meta.key_id = put.key_id;
+  meta.persistent = persistent;
+  return meta;
+}
+
+}  // namespace kosli::daemon
