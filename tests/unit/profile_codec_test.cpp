@@ -379,5 +379,67 @@ TEST(ProfileMetaJson, ProfileFromJsonRefusesMissingOrMistypedFields) {
   EXPECT_FALSE(profile_from_json(with(to_json(sample_meta()), "persistent", "no")).has_value());
 }
 
+// ---- verification fields, the token's warning window, the day arithmetic --------
+
+TEST(ProfileMetaJson, VerificationFieldsAreOptionalAndRoundTrip) {
+  ProfileMeta m;
+  m.name = "ci";
+  m.org = "acme";
+  m.host = "https://app.kosli.com";
+  auto j = to_json(m);
+  EXPECT_TRUE(j["last_verified_at"].is_null());
+  EXPECT_TRUE(j["last_verify_result"].is_null());
+  m.last_verified_at = 1798761600;
+  m.last_verify_result = std::string(kVerifyForbidden);
+  const auto back = profile_from_json(to_json(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->last_verified_at, 1798761600);
+  EXPECT_EQ(back->last_verify_result, "forbidden");
+  // A profile from a daemon that predates them still parses.
+  j.erase("last_verified_at");
+  j.erase("last_verify_result");
+  const auto old = profile_from_json(j);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->last_verified_at, 0);
+  EXPECT_EQ(old->last_verify_result, "");
+}
+
+TEST(TokenBody, CarriesTheWarningWindowOnlyForAKeyThatExpires) {
+  const Secret key("key-123");
+  auto with_expiry = json::parse(serialize_token(key, TokenInfo{"acme", "https://app.kosli.com", 1798761600, 7}));
+  EXPECT_EQ(with_expiry["expiry_warning_days"], 7);
+  auto without = json::parse(serialize_token(key, TokenInfo{"acme", "https://app.kosli.com", 0, 7}));
+  EXPECT_FALSE(without.contains("expiry_warning_days"));
+
+  std::string body = with_expiry.dump();
+  auto parsed = parse_token(body);
+  ASSERT_TRUE(std::holds_alternative<TokenResponse>(parsed));
+  EXPECT_EQ(std::get<TokenResponse>(parsed).info.expiry_warning_days, 7);
+  body = without.dump();
+  parsed = parse_token(body);
+  EXPECT_EQ(std::get<TokenResponse>(parsed).info.expiry_warning_days, 0);
+}
+
+TEST(Expiry, DaysLeftRoundsTowardsThePast) {
+  const std::int64_t now = 1798761600, day = 86400;
+  EXPECT_EQ(days_left(now + 3 * day, now), 3);
+  EXPECT_EQ(days_left(now + 3 * day - 1, now), 2);
+  EXPECT_EQ(days_left(now + 1, now), 0);
+  EXPECT_EQ(days_left(now, now), 0);
+  EXPECT_EQ(days_left(now - 1, now), -1);
+  EXPECT_EQ(days_left(now - day, now), -1);
+  EXPECT_EQ(days_left(now - day - 1, now), -2);
+}
+
+TEST(Expiry, WithinTheWindowOrPast) {
+  const std::int64_t now = 1798761600, day = 86400;
+  EXPECT_FALSE(expiring_within(0, 7, now)) << "0 is never";
+  EXPECT_TRUE(expiring_within(now + 7 * day, 7, now));
+  EXPECT_FALSE(expiring_within(now + 7 * day + 1, 7, now));
+  EXPECT_TRUE(expiring_within(now - 1, 7, now));
+  EXPECT_TRUE(expiring_within(now - 1, 0, now)) << "an expired key is always reported";
+  EXPECT_FALSE(expiring_within(now + 1, 0, now));
+}
+
 }  // namespace
 }  // namespace kosli
