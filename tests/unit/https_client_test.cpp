@@ -1,4 +1,4 @@
-// How the Kosli client reads HTTPS_PROXY and NO_PROXY.
+// daemon/kosli/https_client: how the Kosli client reads HTTPS_PROXY and NO_PROXY.
 #include <string>
 #include <variant>
 
