@@ -20,20 +20,15 @@ namespace kosli::daemon {
 
 using namespace keys_detail;
 
-json keys_detail::time_json(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
-
 std::string keys_detail::when_old_key_ends(std::int64_t grace_end) {
   return grace_end != 0 ? format_rfc3339(grace_end) : "the end of its grace period";
 }
 
-json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now) {
-  json out = json::array();
+std::vector<ExpiringKey> expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now) {
+  std::vector<ExpiringKey> out;
   for (const auto& meta : profiles) {
     if (!expiring_within(meta.expires_at, warning_days, now)) continue;
-    out.push_back({{"profile", meta.name},
-                   {"expires_at", format_rfc3339(meta.expires_at)},
-                   {"days_left", days_left(meta.expires_at, now)},
-                   {"expired", meta.expires_at <= now}});
+    out.push_back(ExpiringKey{meta.name, meta.expires_at, days_left(meta.expires_at, now), meta.expires_at <= now});
   }
   return out;
 }
@@ -163,24 +158,16 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
       worker_.submit([this, name, peer, reply, current, result, status, message, checked_at](
                          Store& store, Store::Deadline deadline) {
         const ProfileMeta& meta = current->meta;
-        json body{{"profile", name},
-                  {"org", meta.org},
-                  {"host", meta.host},
-                  {"fingerprint", meta.fingerprint},
-                  {"valid", result != kVerifyInvalid},
-                  {"result", result},
-                  {"kosli_status", status},
-                  {"checked_at", format_rfc3339(checked_at)},
-                  {"message", message}};
+        VerifyAnswer answer{name, meta.org, meta.host, meta.fingerprint, std::string(result), status, checked_at, message, {}};
         auto recorded = store.record_verification(name, meta.fingerprint, checked_at, result, deadline);
         if (auto* e = std::get_if<StoreError>(&recorded)) {
-          body["warning"] = "the result could not be saved with the profile: " + e->message;
+          answer.warning = "the result could not be saved with the profile: " + e->message;
         }
         spdlog::info("verify: profile '{}' ({}): {} (Kosli answered {})", name, meta.fingerprint, result, status);
         audit_.record(AuditRecord{"verify", name, result, "Kosli answered " + std::to_string(status) + " for " +
                                                               meta.fingerprint},
                       peer);
-        reply(json_response(200, body));
+        reply(json_response(200, to_json(answer)));
       });
     });
   });

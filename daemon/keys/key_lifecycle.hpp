@@ -31,15 +31,16 @@
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
 #include "daemon/ops/config.hpp"
+#include "proto/answers.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli::daemon {
 
 class AuditLog;
 
-// Profiles whose key expires within `warning_days` (or has expired) at `now`:
-// [{"profile","expires_at","days_left","expired"}], for the health answer.
-nlohmann::json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now);
+// Profiles whose key expires within `warning_days` (or has expired) at `now`,
+// for the health answer.
+std::vector<ExpiringKey> expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now);
 
 class KeyLifecycle {
  public:
@@ -75,9 +76,9 @@ class KeyLifecycle {
   // superseded, and its schedule is looked at again.
   void profile_changed(const std::string& name);
 
-  // Adds "rotation" (scheduled rotation per profile, with its last failure)
-  // and "waiting_keys" to the health answer.
-  void describe(nlohmann::json& health);
+  // Fills the health answer's rotation (scheduled rotation per profile, with
+  // its last failure) and waiting keys.
+  void describe(HealthAnswer& health);
 
  private:
   struct ApiRotation;

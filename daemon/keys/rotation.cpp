@@ -23,15 +23,7 @@ namespace {
 
 json rotation_body(const ProfileMeta& meta, const std::string& previous_fingerprint, bool via_api,
                    std::string_view verify_result, std::int64_t grace_end, const std::string& warning) {
-  json body{{"profile", to_json(meta)},
-            {"previous_fingerprint", previous_fingerprint},
-            {"via_api", via_api},
-            {"verified", verify_result == kVerifyValid},
-            {"verify_result", verify_result.empty() ? json(nullptr) : json(verify_result)},
-            {"grace_period_expires_at", time_json(grace_end)},
-            {"stored", true}};
-  if (!warning.empty()) body["warning"] = warning;
-  return body;
+  return to_json(RotateAnswer{meta, previous_fingerprint, via_api, std::string(verify_result), grace_end, warning});
 }
 }  // namespace
 
