@@ -100,24 +100,25 @@ StoreResult<std::optional<StoredKey>> KeyLifecycle::load_current(const std::stri
 }
 
 std::optional<StoredKey> KeyLifecycle::current_key(const std::string& name, Store& store, Store::Deadline deadline,
-                                                  std::string_view event, const Peer& peer, const Reply& reply) {
+                                                  std::string_view event, const Peer& peer,
+                                                  const std::function<void(ApiError)>& fail) {
   auto loaded = load_current(name, store, deadline);
   if (auto* e = std::get_if<StoreError>(&loaded)) {
     audit_.record(AuditRecord{event, name, "error", e->message}, peer);
-    reply(store_error_response(*e));
+    fail(store_failure(*e));
     return std::nullopt;
   }
   auto& stored = std::get<std::optional<StoredKey>>(loaded);
   if (!stored) {
     audit_.record(AuditRecord{event, name, "not_found", {}}, peer);
-    reply(no_such_profile(name));
+    fail(no_such_profile_error(name));
   }
   return std::move(stored);
 }
 
-void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply) {
+void KeyLifecycle::verify(const std::string& name, const Peer& peer, std::function<void(VerifyResult)> reply) {
   worker_.submit([this, name, peer, reply](Store& store, Store::Deadline deadline) {
-    auto key = current_key(name, store, deadline, "verify", peer, reply);
+    auto key = current_key(name, store, deadline, "verify", peer, [&reply](ApiError e) { reply(std::move(e)); });
     if (!key) return;
     const auto current = std::make_shared<StoredKey>(std::move(*key));
     kosli_.check_key(current->meta.host, current->meta.org, current->key,
@@ -126,8 +127,8 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
       if (auto* f = std::get_if<KosliFailure>(&outcome)) {
         spdlog::warn("verify: profile '{}': {}", name, f->message);
         audit_.record(AuditRecord{"verify", name, "error", reason_name(f->reason)}, peer);
-        return reply(error_response(ErrorCode::kosli_unreachable,
-                                    f->message + "; the key of profile '" + name + "' was not checked"));
+        return reply(ApiError{ErrorCode::kosli_unreachable,
+                              f->message + "; the key of profile '" + name + "' was not checked"});
       }
       const int status = std::get<int>(outcome);
       const std::string_view result = status == 200   ? kVerifyValid
@@ -141,7 +142,7 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
             "' was not checked";
         spdlog::warn("verify: {}", message);
         audit_.record(AuditRecord{"verify", name, "error", "Kosli answered " + std::to_string(status)}, peer);
-        return reply(error_response(ErrorCode::kosli_unreachable, message));
+        return reply(ApiError{ErrorCode::kosli_unreachable, message});
       }
       std::string message;
       if (result == kVerifyValid) {
@@ -167,7 +168,7 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
         audit_.record(AuditRecord{"verify", name, result, "Kosli answered " + std::to_string(status) + " for " +
                                                               meta.fingerprint},
                       peer);
-        reply(json_response(200, to_json(answer)));
+        reply(std::move(answer));
       });
     });
   });

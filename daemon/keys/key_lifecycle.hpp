@@ -15,12 +15,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -59,7 +61,9 @@ class KeyLifecycle {
   // Call after KosliApi::stop() and before StoreWorker::stop().
   void stop();
 
-  void verify(const std::string& name, const Peer& peer, Reply reply);
+  // Kosli's definite answer about the profile's current key, or why there is none.
+  using VerifyResult = std::variant<VerifyAnswer, ApiError>;
+  void verify(const std::string& name, const Peer& peer, std::function<void(VerifyResult)> done);
   void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
 
   // A key Kosli issued for `name` that the keyring does not hold yet: it is the
@@ -103,9 +107,10 @@ class KeyLifecycle {
   // yet, else the stored one (none: erased). On the store's thread.
   StoreResult<std::optional<StoredKey>> load_current(const std::string& name, Store& store, Store::Deadline deadline);
   // load_current for a request: without a key (no such profile, or the store
-  // failed) answers `reply`, audited as `event`, and returns nullopt.
+  // failed) hands `fail` why, audited as `event`, and returns nullopt.
   std::optional<StoredKey> current_key(const std::string& name, Store& store, Store::Deadline deadline,
-                                       std::string_view event, const Peer& peer, const Reply& reply);
+                                       std::string_view event, const Peer& peer,
+                                       const std::function<void(ApiError)>& fail);
   void rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
                       const Peer& peer, Reply reply, std::shared_ptr<void> guard);
   void replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,

@@ -49,7 +49,8 @@ void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer&
                                                          "then check it with: kosli-cred show --profile " + name));
   }
   worker_.submit([this, name, rotate_request, peer, reply, guard](Store& store, Store::Deadline deadline) {
-    auto current = current_key(name, store, deadline, "rotate", peer, reply);
+    auto current = current_key(name, store, deadline, "rotate", peer,
+                               [&reply](ApiError e) { reply(error_response(std::move(e))); });
     if (!current) return;
     if (!rotate_request->via_api) {
       return rotate_by_hand(name, rotate_request, std::move(*current), peer, reply, guard);
