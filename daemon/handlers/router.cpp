@@ -125,7 +125,12 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     case Route::verify:
     case Route::rotate:
       if (lifecycle_) {
-        if (route.route == Route::rotate) return lifecycle_->rotate(route.profile, request, asking, std::move(reply));
+        if (route.route == Route::rotate) {
+          return lifecycle_->rotate(route.profile, request, asking, [reply = std::move(reply)](KeyLifecycle::RotateResult r) {
+            if (auto* error = std::get_if<ApiError>(&r)) return reply(error_response(std::move(*error)));
+            reply(json_response(200, to_json(std::get<RotateAnswer>(r))));
+          });
+        }
         return lifecycle_->verify(route.profile, asking, [reply = std::move(reply)](KeyLifecycle::VerifyResult r) {
           if (auto* error = std::get_if<ApiError>(&r)) return reply(error_response(std::move(*error)));
           reply(json_response(200, to_json(std::get<VerifyAnswer>(r))));

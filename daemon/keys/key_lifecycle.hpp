@@ -63,8 +63,11 @@ class KeyLifecycle {
 
   // Kosli's definite answer about the profile's current key, or why there is none.
   using VerifyResult = std::variant<VerifyAnswer, ApiError>;
+  // The rotated key as stored, or why the profile was not rotated.
+  using RotateResult = std::variant<RotateAnswer, ApiError>;
+  using RotateDone = std::function<void(RotateResult)>;
   void verify(const std::string& name, const Peer& peer, std::function<void(VerifyResult)> done);
-  void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
+  void rotate(const std::string& name, Request& request, const Peer& peer, RotateDone reply);
 
   // A key Kosli issued for `name` that the keyring does not hold yet: it is the
   // profile's current key, so tokens come from here.
@@ -112,16 +115,16 @@ class KeyLifecycle {
                                        std::string_view event, const Peer& peer,
                                        const std::function<void(ApiError)>& fail);
   void rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
-                      const Peer& peer, Reply reply, std::shared_ptr<void> guard);
+                      const Peer& peer, RotateDone reply, std::shared_ptr<void> guard);
   void replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,
-                       std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer, Reply reply,
+                       std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer, RotateDone reply,
                        std::shared_ptr<void> guard);
   void start_api_rotation(std::shared_ptr<ApiRotation> rotation);
   void on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutcome outcome);
   void store_rotated(std::shared_ptr<ApiRotation> rotation, std::string verify_result, std::string verify_note);
   // Ends a rotation: audited, answered (when asked for), and for a scheduled
   // one its state; `error` is the message of a failure (empty: use `detail`).
-  void finish_rotation(const ApiRotation& rotation, Response response, std::string_view result, std::string detail,
+  void finish_rotation(const ApiRotation& rotation, RotateResult answer, std::string_view result, std::string detail,
                        std::string_view error = {});
   // finish_rotation with `error` as the answer.
   void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);

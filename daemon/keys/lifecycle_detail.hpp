@@ -44,7 +44,7 @@ struct KeyLifecycle::ApiRotation {
   StoredKey old;
   RotateCall call;
   Peer peer;
-  Reply reply;  // empty for a scheduled rotation
+  KeyLifecycle::RotateDone reply;  // empty for a scheduled rotation
   bool scheduled = false;
   std::shared_ptr<void> guard;  // holds the profile's rotation slot
   RotatedKey rotated;
