@@ -56,7 +56,7 @@ void Router::health(Reply reply) {
     }
     if (lifecycle_) lifecycle_->describe(answer);
     answer.audit_log = describe(audit_);
-    reply(json_response(200, to_json(answer)));
+    reply(Response{200, serialize(answer)});
   });
 }
 
@@ -64,7 +64,7 @@ void Router::list_profiles(Reply reply) {
   worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto profiles = store.list(deadline);
     if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e));
-    reply(json_response(200, to_json(ListAnswer{std::move(std::get<std::vector<ProfileMeta>>(profiles)), 0})));
+    reply(Response{200, serialize(ListAnswer{std::move(std::get<std::vector<ProfileMeta>>(profiles)), 0})});
   });
 }
 

@@ -16,7 +16,6 @@
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/transport/peer_identity.hpp"
-#include "proto/answers.hpp"
 #include "proto/routes.hpp"
 #include "proto/time_format.hpp"
 
@@ -125,16 +124,8 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     case Route::verify:
     case Route::rotate:
       if (lifecycle_) {
-        if (route.route == Route::rotate) {
-          return lifecycle_->rotate(route.profile, request, asking, [reply = std::move(reply)](KeyLifecycle::RotateResult r) {
-            if (auto* error = std::get_if<ApiError>(&r)) return reply(error_response(std::move(*error)));
-            reply(json_response(200, to_json(std::get<RotateAnswer>(r))));
-          });
-        }
-        return lifecycle_->verify(route.profile, asking, [reply = std::move(reply)](KeyLifecycle::VerifyResult r) {
-          if (auto* error = std::get_if<ApiError>(&r)) return reply(error_response(std::move(*error)));
-          reply(json_response(200, to_json(std::get<VerifyAnswer>(r))));
-        });
+        return route.route == Route::verify ? verify(route.profile, asking, std::move(reply))
+                                            : rotate(route.profile, request, asking, std::move(reply));
       }
       return reply(error_response(ErrorCode::not_implemented,
                                   "this kosli-credd has no Kosli API client, so it cannot " +
