@@ -43,8 +43,6 @@ void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 std::string when(std::int64_t t) { return t == 0 ? "never" : format_rfc3339(t); }
 
-std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
 // "in 12 days", "today", "expired 3 days ago"; "" for a key that never expires.
 std::string days_left_text(std::int64_t expires_at) {
   if (expires_at == 0) return {};

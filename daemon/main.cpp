@@ -110,10 +110,9 @@ bool holds_volatile_keys(Store& store) {
 
 void signal_ready(int fd) {
   if (fd < 0) return;
-  static constexpr char kReady[] = "ok\n";
   ssize_t n;
   do {
-    n = ::write(fd, kReady, sizeof kReady - 1);
+    n = ::write(fd, limits::kReadyLine.data(), limits::kReadyLine.size());
   } while (n < 0 && errno == EINTR);
   ::close(fd);
 }

@@ -12,7 +12,7 @@ using nlohmann::json;
 using codec_detail::time_or_null;
 
 json string_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
-json days_or_null(int days) { return days > 0 ? json(days) : json(nullptr); }
+json days_or_null(double days) { return days > 0 ? json(days) : json(nullptr); }
 
 // Lenient readers: a missing, null or mistyped field gives the default.
 std::string text(const json& j, const char* field) {
@@ -22,6 +22,10 @@ std::string text(const json& j, const char* field) {
 std::int64_t number(const json& j, const char* field) {
   const auto it = j.find(field);
   return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+}
+double real(const json& j, const char* field) {
+  const auto it = j.find(field);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0;
 }
 bool flag(const json& j, const char* field, bool otherwise = false) {
   const auto it = j.find(field);
@@ -129,8 +133,8 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
   }
   h.rotates = j.contains("rotation") || j.contains("waiting_keys");
   for (const auto& r : objects(j, "rotation")) {
-    h.rotation.push_back(RotationSchedule{text(r, "profile"), static_cast<int>(number(r, "rotate_every_days")),
-                                          static_cast<int>(number(r, "rotate_before_expiry_days")),
+    h.rotation.push_back(RotationSchedule{text(r, "profile"), real(r, "rotate_every_days"),
+                                          real(r, "rotate_before_expiry_days"),
                                           time_at(r, "due_at"), time_at(r, "last_rotated_at"),
                                           time_at(r, "last_attempt_at"), text(r, "last_error"),
                                           time_at(r, "next_attempt_at")});

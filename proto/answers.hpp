@@ -31,8 +31,9 @@ struct ExpiringKey {
 // GET /v1/health, "rotation": a profile the daemon rotates on a schedule.
 struct RotationSchedule {
   std::string profile;
-  int rotate_every_days = 0;          // 0: not by age (null on the wire)
-  int rotate_before_expiry_days = 0;  // 0: not by expiry (null on the wire)
+  // Days, as configured: a fraction is allowed, and on the wire a number such as 30.0.
+  double rotate_every_days = 0;          // 0: not by age (null on the wire)
+  double rotate_before_expiry_days = 0;  // 0: not by expiry (null on the wire)
   std::int64_t due_at = 0;
   std::int64_t last_rotated_at = 0;
   std::int64_t last_attempt_at = 0;

@@ -4,7 +4,6 @@
 #include <cctype>
 
 namespace kosli {
-namespace {
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -12,6 +11,8 @@ std::string lower(std::string_view s) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
+
+namespace {
 
 bool is_loopback(std::string_view hostname) {
   if (hostname == "localhost" || hostname == "[::1]") return true;

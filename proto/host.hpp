@@ -11,6 +11,9 @@ namespace kosli {
 inline constexpr std::string_view kEuHost = "https://app.kosli.com";
 inline constexpr std::string_view kUsHost = "https://app.us.kosli.com";
 
+// ASCII lower case (schemes, host names, header names, regions).
+std::string lower(std::string_view s);
+
 // "eu" or "us" to a base URL; nullopt for any other region.
 std::optional<std::string> host_for_region(std::string_view region);
 

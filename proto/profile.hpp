@@ -109,11 +109,6 @@ std::int64_t days_left(std::int64_t expires_at, std::int64_t now);
 // of it at `now`, or already past.
 bool expiring_within(std::int64_t expires_at, int warning_days, std::int64_t now);
 
-// Kosli's limits on a rotation's grace period (hours): proto/limits.hpp's.
-inline constexpr int kMinGraceHours = limits::kMinGraceHours;
-inline constexpr int kMaxGraceHours = limits::kMaxGraceHours;
-inline constexpr int kDefaultGraceHours = limits::kDefaultGraceHours;
-
 // The body of POST /v1/profiles/{name}/rotate: either a new key the user got
 // from Kosli ({"api_key","verify"?,"expires_at"?,"key_id"?}), or a rotation
 // through Kosli's API ({"via_api":{"grace_period_hours"?,"expires_at"?}}).
@@ -127,7 +122,7 @@ struct RotateRequest {
   // through the API, Kosli's default.
   std::optional<std::int64_t> expires_at;
   // Through the API:
-  int grace_period_hours = kDefaultGraceHours;
+  int grace_period_hours = limits::kDefaultGraceHours;
 };
 
 // Parses and validates a rotate body, wiping the key's bytes in `body`.

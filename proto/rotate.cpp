@@ -59,8 +59,8 @@ std::variant<RotateRequest, CodecError> parse_rotate(std::string& body) {
     for (const auto& item : via->items()) {
       if (item.key() == "grace_period_hours") {
         const auto& v = item.value();
-        if (!v.is_number_integer() || v.get<std::int64_t>() < kMinGraceHours ||
-            v.get<std::int64_t>() > kMaxGraceHours) {
+        if (!v.is_number_integer() || v.get<std::int64_t>() < limits::kMinGraceHours ||
+            v.get<std::int64_t>() > limits::kMaxGraceHours) {
           return CodecError{"the field 'via_api.grace_period_hours' must be a whole number of hours " +
                             std::string(limits::kGraceHoursRange)};
         }

@@ -4,6 +4,9 @@
 #include <ctime>
 
 namespace kosli {
+
+std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
 namespace {
 
 bool read_digits(std::string_view& s, int count, int& out) {

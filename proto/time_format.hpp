@@ -8,6 +8,9 @@
 
 namespace kosli {
 
+// Now, in Unix seconds.
+std::int64_t now_s();
+
 // "2026-11-26T11:19:46Z".
 std::string format_rfc3339(std::int64_t unix_seconds);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" (also 't', 'z' and a space for 'T').

@@ -21,11 +21,14 @@ Response store_error_response(const StoreError& e) {
   return error_response(error.code, std::move(error.message));
 }
 
-Response no_such_profile(const std::string& name) {
-  return error_response(ErrorCode::not_found,
-                        "no profile named '" + name + "'; store one with: kosli-cred store --profile " + name +
-                            " --org ORG");
+ApiError no_such_profile_error(const std::string& name) {
+  return ApiError{ErrorCode::not_found,
+                  "no profile named '" + name + "'; store one with: kosli-cred store --profile " + name + " --org ORG"};
 }
+
+Response no_such_profile(const std::string& name) { return error_response(no_such_profile_error(name)); }
+
+Response error_response(ApiError error) { return error_response(error.code, std::move(error.message)); }
 
 // The audit result for an error answer.
 std::string_view result_of(const Response& r) {

@@ -22,7 +22,10 @@ ApiError store_failure(const StoreError& e);
 Response store_error_response(const StoreError& e);
 
 // 404 for `name`, saying how to store it.
+ApiError no_such_profile_error(const std::string& name);
 Response no_such_profile(const std::string& name);
+// An error as the answer.
+Response error_response(ApiError error);
 
 // The audit log's result for an error answer: not_found, refused or error.
 std::string_view result_of(const Response& r);

@@ -10,7 +10,8 @@ namespace kosli::daemon {
 bool Request::is_json() const {
   auto type = std::string_view(content_type).substr(0, content_type.find(';'));
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  return type.size() == 16 && strncasecmp(type.data(), "application/json", 16) == 0;
+  return type.size() == kJsonContentType.size() &&
+         strncasecmp(type.data(), kJsonContentType.data(), kJsonContentType.size()) == 0;
 }
 
 Response error_response(ErrorCode code, std::string message) {

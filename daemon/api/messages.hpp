@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "proto/errors.hpp"
+#include "proto/routes.hpp"
 
 namespace kosli::daemon {
 
@@ -51,7 +52,7 @@ struct Request {
 struct Response {
   int status = 200;
   std::string body;
-  std::string_view content_type = "application/json";  // always a constant
+  std::string_view content_type = kJsonContentType;  // always a constant
   std::string allow;       // for 405
   bool sensitive = false;  // holds a key: sent with no-store, wiped after sending
 };

@@ -17,6 +17,7 @@
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/transport/peer_identity.hpp"
+#include "proto/answers.hpp"
 #include "proto/routes.hpp"
 #include "proto/time_format.hpp"
 
@@ -25,16 +26,12 @@ namespace {
 
 using nlohmann::json;
 
-// health's "audit_log": {"kind", "path" (a file's), "ok", and while failing "error", "failing_since"}.
-json describe(AuditLog& audit) {
+// health's audit log: its kind, a file's path, and while failing why and since when.
+kosli::AuditLogHealth describe(AuditLog& audit) {
   const auto h = audit.health();
-  json j{{"kind", h.kind}, {"ok", h.ok}};
-  if (h.kind == "file") j["path"] = audit.target();
-  if (!h.ok) {
-    j["error"] = h.error;
-    j["failing_since"] = format_rfc3339(h.failing_since);
-  }
-  return j;
+  const bool file = h.kind == "file";
+  return kosli::AuditLogHealth{std::string(h.kind), file ? audit.target() : std::string(), h.ok, h.error,
+                               h.failing_since};
 }
 
 }  // namespace
@@ -43,24 +40,23 @@ void Router::health(Reply reply) {
   worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
         std::chrono::steady_clock::now() - started_);
-    json body{{"status", "ok"},
-              {"version", KOSLI_VERSION},
-              {"backend", store.backend_name()},
-              {"persistent", store.persistent()},
-              {"uptime_s", uptime.count()},
-              {"cached", cache_.sweep()}};
+    HealthAnswer answer;
+    answer.version = KOSLI_VERSION;
+    answer.backend = store.backend_name();
+    answer.persistent = store.persistent();
+    answer.uptime_s = uptime.count();
+    answer.cached = static_cast<std::int64_t>(cache_.sweep());
     auto profiles = store.list(deadline);
     if (auto* list = std::get_if<std::vector<ProfileMeta>>(&profiles)) {
-      body["profiles"] = list->size();
-      body["expiry_warning_days"] = policy_.expiry_warning_days();
-      body["expiring"] = expiry_summary(*list, policy_.expiry_warning_days(), now_s());
+      answer.profiles = static_cast<std::int64_t>(list->size());
+      answer.expiry_warning_days = policy_.expiry_warning_days();
+      answer.expiring = expiry_summary(*list, policy_.expiry_warning_days(), now_s());
     } else {
-      body["profiles"] = nullptr;
-      body["store_error"] = std::get<StoreError>(profiles).message;
+      answer.store_error = std::get<StoreError>(profiles).message;
     }
-    if (lifecycle_) lifecycle_->describe(body);
-    body["audit_log"] = describe(audit_);
-    reply(json_response(200, body));
+    if (lifecycle_) lifecycle_->describe(answer);
+    answer.audit_log = describe(audit_);
+    reply(Response{200, serialize(answer)});
   });
 }
 
@@ -68,9 +64,7 @@ void Router::list_profiles(Reply reply) {
   worker_.submit([this, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
     auto profiles = store.list(deadline);
     if (auto* e = std::get_if<StoreError>(&profiles)) return reply(store_error_response(*e));
-    json list = json::array();
-    for (const auto& meta : std::get<std::vector<ProfileMeta>>(profiles)) list.push_back(to_json(meta));
-    reply(json_response(200, json{{"profiles", std::move(list)}}));
+    reply(Response{200, serialize(ListAnswer{std::move(std::get<std::vector<ProfileMeta>>(profiles)), 0})});
   });
 }
 

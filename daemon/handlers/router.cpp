@@ -124,8 +124,8 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     case Route::verify:
     case Route::rotate:
       if (lifecycle_) {
-        return route.route == Route::verify ? lifecycle_->verify(route.profile, asking, std::move(reply))
-                                            : lifecycle_->rotate(route.profile, request, asking, std::move(reply));
+        return route.route == Route::verify ? verify(route.profile, asking, std::move(reply))
+                                            : rotate(route.profile, request, asking, std::move(reply));
       }
       return reply(error_response(ErrorCode::not_implemented,
                                   "this kosli-credd has no Kosli API client, so it cannot " +

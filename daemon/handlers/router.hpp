@@ -44,6 +44,9 @@ class Router {
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
   void reject(const std::string& name, const Peer& peer, Reply reply);
+  // Verify and rotate (handlers/keys.cpp): the key service's results as answers.
+  void verify(const std::string& name, const Peer& peer, Reply reply);
+  void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
   // A token for a key past its expires_at: audited and answered 410; whether it was.
   bool refused_expired(const std::string& name, const TokenInfo& info, const Peer& peer, const Reply& reply);
   // A token handed out: audited with `detail`, and counted.

@@ -53,7 +53,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     // Kosli issued this key and the keyring has not taken it yet: it is the current one.
     if (refused_expired(name, waiting->info, peer, reply)) return;
     issued(name, "held in memory, not yet in the keyring", peer);
-    return reply(Response{200, serialize_token(waiting->key, waiting->info), "application/json", {}, true});
+    return reply(Response{200, serialize_token(waiting->key, waiting->info), kJsonContentType, {}, true});
   }
   TokenInfo cached_info;
   if (auto body = cache_.token_body(name, &cached_info)) {
@@ -61,7 +61,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     if (refused_expired(name, cached_info, peer, reply)) return wipe(*body);
     const std::string note = expiry_note(cached_info);
     issued(name, note.empty() ? "cached" : "cached; " + note, peer);
-    return reply(Response{200, std::move(*body), "application/json", {}, true});
+    return reply(Response{200, std::move(*body), kJsonContentType, {}, true});
   }
   metrics_.cache_miss();
   worker_.submit([this, name, peer, reply = std::move(reply)](Store& store, Store::Deadline deadline) {
@@ -77,7 +77,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
                            policy_.expiry_warning_days()};
       if (refused_expired(name, info, peer, reply)) return;
       cache_.put(name, stored->key, info, generation);
-      response = Response{200, serialize_token(stored->key, info), "application/json", {}, true};
+      response = Response{200, serialize_token(stored->key, info), kJsonContentType, {}, true};
       issued(name, expiry_note(info), peer);
       return reply(std::move(response));
     }

@@ -1,12 +1,8 @@
 #include "daemon/keys/expiry.hpp"
 
-#include <ctime>
-
 #include "proto/time_format.hpp"
 
 namespace kosli::daemon {
-
-std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 std::optional<std::string> expired(const std::string& name, const TokenInfo& info) {
   const auto now = now_s();

@@ -10,9 +10,6 @@
 
 namespace kosli::daemon {
 
-// Now, in Unix seconds.
-std::int64_t now_s();
-
 // Why no token is handed out for a key past its expires_at (or nullopt).
 std::optional<std::string> expired(const std::string& name, const TokenInfo& info);
 

@@ -20,20 +20,15 @@ namespace kosli::daemon {
 
 using namespace keys_detail;
 
-json keys_detail::time_json(std::int64_t t) { return t == 0 ? json(nullptr) : json(format_rfc3339(t)); }
-
 std::string keys_detail::when_old_key_ends(std::int64_t grace_end) {
   return grace_end != 0 ? format_rfc3339(grace_end) : "the end of its grace period";
 }
 
-json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now) {
-  json out = json::array();
+std::vector<ExpiringKey> expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now) {
+  std::vector<ExpiringKey> out;
   for (const auto& meta : profiles) {
     if (!expiring_within(meta.expires_at, warning_days, now)) continue;
-    out.push_back({{"profile", meta.name},
-                   {"expires_at", format_rfc3339(meta.expires_at)},
-                   {"days_left", days_left(meta.expires_at, now)},
-                   {"expired", meta.expires_at <= now}});
+    out.push_back(ExpiringKey{meta.name, meta.expires_at, days_left(meta.expires_at, now), meta.expires_at <= now});
   }
   return out;
 }
@@ -105,24 +100,25 @@ StoreResult<std::optional<StoredKey>> KeyLifecycle::load_current(const std::stri
 }
 
 std::optional<StoredKey> KeyLifecycle::current_key(const std::string& name, Store& store, Store::Deadline deadline,
-                                                  std::string_view event, const Peer& peer, const Reply& reply) {
+                                                  std::string_view event, const Peer& peer,
+                                                  const std::function<void(ApiError)>& fail) {
   auto loaded = load_current(name, store, deadline);
   if (auto* e = std::get_if<StoreError>(&loaded)) {
     audit_.record(AuditRecord{event, name, "error", e->message}, peer);
-    reply(store_error_response(*e));
+    fail(store_failure(*e));
     return std::nullopt;
   }
   auto& stored = std::get<std::optional<StoredKey>>(loaded);
   if (!stored) {
     audit_.record(AuditRecord{event, name, "not_found", {}}, peer);
-    reply(no_such_profile(name));
+    fail(no_such_profile_error(name));
   }
   return std::move(stored);
 }
 
-void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply) {
+void KeyLifecycle::verify(const std::string& name, const Peer& peer, std::function<void(VerifyResult)> reply) {
   worker_.submit([this, name, peer, reply](Store& store, Store::Deadline deadline) {
-    auto key = current_key(name, store, deadline, "verify", peer, reply);
+    auto key = current_key(name, store, deadline, "verify", peer, [&reply](ApiError e) { reply(std::move(e)); });
     if (!key) return;
     const auto current = std::make_shared<StoredKey>(std::move(*key));
     kosli_.check_key(current->meta.host, current->meta.org, current->key,
@@ -131,8 +127,8 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
       if (auto* f = std::get_if<KosliFailure>(&outcome)) {
         spdlog::warn("verify: profile '{}': {}", name, f->message);
         audit_.record(AuditRecord{"verify", name, "error", reason_name(f->reason)}, peer);
-        return reply(error_response(ErrorCode::kosli_unreachable,
-                                    f->message + "; the key of profile '" + name + "' was not checked"));
+        return reply(ApiError{ErrorCode::kosli_unreachable,
+                              f->message + "; the key of profile '" + name + "' was not checked"});
       }
       const int status = std::get<int>(outcome);
       const std::string_view result = status == 200   ? kVerifyValid
@@ -146,7 +142,7 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
             "' was not checked";
         spdlog::warn("verify: {}", message);
         audit_.record(AuditRecord{"verify", name, "error", "Kosli answered " + std::to_string(status)}, peer);
-        return reply(error_response(ErrorCode::kosli_unreachable, message));
+        return reply(ApiError{ErrorCode::kosli_unreachable, message});
       }
       std::string message;
       if (result == kVerifyValid) {
@@ -163,24 +159,16 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, Reply reply
       worker_.submit([this, name, peer, reply, current, result, status, message, checked_at](
                          Store& store, Store::Deadline deadline) {
         const ProfileMeta& meta = current->meta;
-        json body{{"profile", name},
-                  {"org", meta.org},
-                  {"host", meta.host},
-                  {"fingerprint", meta.fingerprint},
-                  {"valid", result != kVerifyInvalid},
-                  {"result", result},
-                  {"kosli_status", status},
-                  {"checked_at", format_rfc3339(checked_at)},
-                  {"message", message}};
+        VerifyAnswer answer{name, meta.org, meta.host, meta.fingerprint, std::string(result), status, checked_at, message, {}};
         auto recorded = store.record_verification(name, meta.fingerprint, checked_at, result, deadline);
         if (auto* e = std::get_if<StoreError>(&recorded)) {
-          body["warning"] = "the result could not be saved with the profile: " + e->message;
+          answer.warning = "the result could not be saved with the profile: " + e->message;
         }
         spdlog::info("verify: profile '{}' ({}): {} (Kosli answered {})", name, meta.fingerprint, result, status);
         audit_.record(AuditRecord{"verify", name, result, "Kosli answered " + std::to_string(status) + " for " +
                                                               meta.fingerprint},
                       peer);
-        reply(json_response(200, body));
+        reply(std::move(answer));
       });
     });
   });

@@ -15,12 +15,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -31,15 +33,16 @@
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
 #include "daemon/ops/config.hpp"
+#include "proto/answers.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli::daemon {
 
 class AuditLog;
 
-// Profiles whose key expires within `warning_days` (or has expired) at `now`:
-// [{"profile","expires_at","days_left","expired"}], for the health answer.
-nlohmann::json expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now);
+// Profiles whose key expires within `warning_days` (or has expired) at `now`,
+// for the health answer.
+std::vector<ExpiringKey> expiry_summary(const std::vector<ProfileMeta>& profiles, int warning_days, std::int64_t now);
 
 class KeyLifecycle {
  public:
@@ -58,8 +61,13 @@ class KeyLifecycle {
   // Call after KosliApi::stop() and before StoreWorker::stop().
   void stop();
 
-  void verify(const std::string& name, const Peer& peer, Reply reply);
-  void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
+  // Kosli's definite answer about the profile's current key, or why there is none.
+  using VerifyResult = std::variant<VerifyAnswer, ApiError>;
+  // The rotated key as stored, or why the profile was not rotated.
+  using RotateResult = std::variant<RotateAnswer, ApiError>;
+  using RotateDone = std::function<void(RotateResult)>;
+  void verify(const std::string& name, const Peer& peer, std::function<void(VerifyResult)> done);
+  void rotate(const std::string& name, Request& request, const Peer& peer, RotateDone reply);
 
   // A key Kosli issued for `name` that the keyring does not hold yet: it is the
   // profile's current key, so tokens come from here.
@@ -75,9 +83,9 @@ class KeyLifecycle {
   // superseded, and its schedule is looked at again.
   void profile_changed(const std::string& name);
 
-  // Adds "rotation" (scheduled rotation per profile, with its last failure)
-  // and "waiting_keys" to the health answer.
-  void describe(nlohmann::json& health);
+  // Fills the health answer's rotation (scheduled rotation per profile, with
+  // its last failure) and waiting keys.
+  void describe(HealthAnswer& health);
 
  private:
   struct ApiRotation;
@@ -102,20 +110,21 @@ class KeyLifecycle {
   // yet, else the stored one (none: erased). On the store's thread.
   StoreResult<std::optional<StoredKey>> load_current(const std::string& name, Store& store, Store::Deadline deadline);
   // load_current for a request: without a key (no such profile, or the store
-  // failed) answers `reply`, audited as `event`, and returns nullopt.
+  // failed) hands `fail` why, audited as `event`, and returns nullopt.
   std::optional<StoredKey> current_key(const std::string& name, Store& store, Store::Deadline deadline,
-                                       std::string_view event, const Peer& peer, const Reply& reply);
+                                       std::string_view event, const Peer& peer,
+                                       const std::function<void(ApiError)>& fail);
   void rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
-                      const Peer& peer, Reply reply, std::shared_ptr<void> guard);
+                      const Peer& peer, RotateDone reply, std::shared_ptr<void> guard);
   void replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,
-                       std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer, Reply reply,
+                       std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer, RotateDone reply,
                        std::shared_ptr<void> guard);
   void start_api_rotation(std::shared_ptr<ApiRotation> rotation);
   void on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutcome outcome);
   void store_rotated(std::shared_ptr<ApiRotation> rotation, std::string verify_result, std::string verify_note);
   // Ends a rotation: audited, answered (when asked for), and for a scheduled
   // one its state; `error` is the message of a failure (empty: use `detail`).
-  void finish_rotation(const ApiRotation& rotation, Response response, std::string_view result, std::string detail,
+  void finish_rotation(const ApiRotation& rotation, RotateResult answer, std::string_view result, std::string detail,
                        std::string_view error = {});
   // finish_rotation with `error` as the answer.
   void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);

@@ -29,9 +29,6 @@ constexpr std::chrono::seconds kMaxScheduleSleep{3600};
 constexpr std::chrono::seconds kScheduleListRetry{60};
 constexpr std::int64_t kDay = 86400;
 
-// An RFC 3339 time, or null for 0.
-json time_json(std::int64_t t);
-
 // When the old key stops working, for messages.
 std::string when_old_key_ends(std::int64_t grace_end);
 
@@ -47,7 +44,7 @@ struct KeyLifecycle::ApiRotation {
   StoredKey old;
   RotateCall call;
   Peer peer;
-  Reply reply;  // empty for a scheduled rotation
+  KeyLifecycle::RotateDone reply;  // empty for a scheduled rotation
   bool scheduled = false;
   std::shared_ptr<void> guard;  // holds the profile's rotation slot
   RotatedKey rotated;

@@ -21,43 +21,36 @@ namespace kosli::daemon {
 using namespace keys_detail;
 namespace {
 
-json rotation_body(const ProfileMeta& meta, const std::string& previous_fingerprint, bool via_api,
-                   std::string_view verify_result, std::int64_t grace_end, const std::string& warning) {
-  json body{{"profile", to_json(meta)},
-            {"previous_fingerprint", previous_fingerprint},
-            {"via_api", via_api},
-            {"verified", verify_result == kVerifyValid},
-            {"verify_result", verify_result.empty() ? json(nullptr) : json(verify_result)},
-            {"grace_period_expires_at", time_json(grace_end)},
-            {"stored", true}};
-  if (!warning.empty()) body["warning"] = warning;
-  return body;
+RotateAnswer rotation_body(const ProfileMeta& meta, const std::string& previous_fingerprint, bool via_api,
+                           std::string_view verify_result, std::int64_t grace_end, const std::string& warning) {
+  return RotateAnswer{meta, previous_fingerprint, via_api, std::string(verify_result), grace_end, warning};
 }
 }  // namespace
 
 // ---- rotate ------------------------------------------------------------------
 
-void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer& peer, Reply reply) {
+void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer& peer, RotateDone reply) {
   if (!request.is_json()) {
     wipe(request.body);
-    return reply(error_response(ErrorCode::unsupported_media_type,
-                                "send the rotation as JSON with Content-Type: application/json"));
+    return reply(ApiError{ErrorCode::unsupported_media_type,
+                                "send the rotation as JSON with Content-Type: application/json"});
   }
   auto parsed = parse_rotate(request.body);
   if (auto* e = std::get_if<CodecError>(&parsed)) {
     audit_.record(AuditRecord{"rotate", name, "refused", e->message}, peer);
-    return reply(error_response(ErrorCode::bad_request, e->message));
+    return reply(ApiError{ErrorCode::bad_request, e->message});
   }
   auto rotate_request = std::make_shared<RotateRequest>(std::move(std::get<RotateRequest>(parsed)));
   auto guard = claim(name);
   if (!guard) {
     audit_.record(AuditRecord{"rotate", name, "refused", "a rotation is already in progress"}, peer);
-    return reply(error_response(ErrorCode::conflict, "profile '" + name +
+    return reply(ApiError{ErrorCode::conflict, "profile '" + name +
                                                          "' is being rotated already; wait for that to finish, "
-                                                         "then check it with: kosli-cred show --profile " + name));
+                                                         "then check it with: kosli-cred show --profile " + name});
   }
   worker_.submit([this, name, rotate_request, peer, reply, guard](Store& store, Store::Deadline deadline) {
-    auto current = current_key(name, store, deadline, "rotate", peer, reply);
+    auto current = current_key(name, store, deadline, "rotate", peer,
+                               [&reply](ApiError e) { reply(std::move(e)); });
     if (!current) return;
     if (!rotate_request->via_api) {
       return rotate_by_hand(name, rotate_request, std::move(*current), peer, reply, guard);
@@ -75,7 +68,7 @@ void KeyLifecycle::rotate(const std::string& name, Request& request, const Peer&
 }
 
 void KeyLifecycle::rotate_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request, StoredKey current,
-                                  const Peer& peer, Reply reply, std::shared_ptr<void> guard) {
+                                  const Peer& peer, RotateDone reply, std::shared_ptr<void> guard) {
   auto held = std::make_shared<StoredKey>(std::move(current));
   if (!request->verify) {
     spdlog::warn("rotate: profile '{}': storing a new key without asking Kosli (--no-verify)", name);
@@ -89,10 +82,10 @@ void KeyLifecycle::rotate_by_hand(const std::string& name, std::shared_ptr<Rotat
       audit_.record(AuditRecord{"rotate", name, "error", "the new key could not be checked: " +
                                                              std::string(reason_name(f->reason))},
                     peer);
-      return reply(error_response(ErrorCode::kosli_unreachable,
+      return reply(ApiError{ErrorCode::kosli_unreachable,
                                   "the new key could not be checked: " + f->message + kept +
                                       ". To store it without asking Kosli (offline): kosli-cred rotate --profile " +
-                                      name + " --no-verify"));
+                                      name + " --no-verify"});
     }
     const int status = std::get<int>(outcome);
     if (status == 401 || status == 403) {
@@ -102,13 +95,13 @@ void KeyLifecycle::rotate_by_hand(const std::string& name, std::shared_ptr<Rotat
       audit_.record(AuditRecord{"rotate", name, "refused", "Kosli answered " + std::to_string(status) +
                                                               " for the new key"},
                     peer);
-      return reply(error_response(ErrorCode::key_rejected, why + kept));
+      return reply(ApiError{ErrorCode::key_rejected, why + kept});
     }
     if (status != 200) {
       audit_.record(AuditRecord{"rotate", name, "error", "Kosli answered " + std::to_string(status)}, peer);
-      return reply(error_response(ErrorCode::kosli_unreachable,
+      return reply(ApiError{ErrorCode::kosli_unreachable,
                                   "Kosli at " + meta.host + " answered " + std::to_string(status) +
-                                      " when the new key was checked" + kept));
+                                      " when the new key was checked" + kept});
     }
     replace_by_hand(name, request, held, std::string(kVerifyValid), peer, reply, guard);
   });
@@ -116,7 +109,7 @@ void KeyLifecycle::rotate_by_hand(const std::string& name, std::shared_ptr<Rotat
 
 void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<RotateRequest> request,
                                    std::shared_ptr<StoredKey> current, std::string verify_result, const Peer& peer,
-                                   Reply reply, std::shared_ptr<void> guard) {
+                                   RotateDone reply, std::shared_ptr<void> guard) {
   worker_.submit([this, name, request, current, verify_result, peer, reply, guard](Store& store,
                                                                                  Store::Deadline deadline) {
     const auto now = now_s();
@@ -132,7 +125,7 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
     auto stored = store.put(meta, request->api_key, deadline);
     if (auto* e = std::get_if<StoreError>(&stored)) {
       audit_.record(AuditRecord{"rotate", name, "error", e->message}, peer);
-      return reply(store_error_response(*e));
+      return reply(store_failure(*e));
     }
     {
       std::lock_guard lock(mutex_);
@@ -146,7 +139,7 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
     audit_.record(AuditRecord{"rotate", name, "ok",
                               "by hand: " + current->meta.fingerprint + " -> " + meta.fingerprint + ", " + how},
                   peer);
-    reply(json_response(200, rotation_body(meta, current->meta.fingerprint, false, verify_result, 0, {})));
+    reply(rotation_body(meta, current->meta.fingerprint, false, verify_result, 0, {}));
     arm_schedule(std::chrono::milliseconds(0));
   });
 }
@@ -318,8 +311,8 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
                                grace;
     spdlog::info("rotate: profile '{}' rotated {}", name, detail);
     finish_rotation(*rotation,
-                    json_response(200, rotation_body(meta, rotation->old.meta.fingerprint, true, verify_result,
-                                                     rotation->rotated.grace_period_expires_at, verify_note)),
+                    rotation_body(meta, rotation->old.meta.fingerprint, true, verify_result,
+                                  rotation->rotated.grace_period_expires_at, verify_note),
                     "ok", detail);
   });
 }
@@ -327,12 +320,12 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
 void KeyLifecycle::fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result,
                                  std::string detail) {
   const std::string message = error.message;
-  finish_rotation(rotation, error_response(error.code, std::move(error.message)), result, std::move(detail), message);
+  finish_rotation(rotation, std::move(error), result, std::move(detail), message);
 }
 
-void KeyLifecycle::finish_rotation(const ApiRotation& rotation, Response response, std::string_view result,
+void KeyLifecycle::finish_rotation(const ApiRotation& rotation, RotateResult answer, std::string_view result,
                                    std::string detail, std::string_view error) {
-  const bool ok = response.status == 200;
+  const bool ok = std::holds_alternative<RotateAnswer>(answer);
   if (rotation.scheduled) {
     const auto now = now_s();
     {
@@ -353,7 +346,7 @@ void KeyLifecycle::finish_rotation(const ApiRotation& rotation, Response respons
   }
   audit_.record(AuditRecord{"rotate", rotation.name, result, (rotation.scheduled ? "scheduled, " : "") + detail},
                 rotation.peer);
-  if (rotation.reply) rotation.reply(std::move(response));
+  if (rotation.reply) rotation.reply(std::move(answer));
   if (rotation.scheduled || ok) arm_schedule(std::chrono::milliseconds(0));
 }
 }  // namespace kosli::daemon

@@ -128,36 +128,20 @@ void KeyLifecycle::check_schedule(std::uint64_t generation) {
   });
 }
 
-void KeyLifecycle::describe(json& health) {
-  json rotation = json::array();
-  json waiting = json::array();
+void KeyLifecycle::describe(HealthAnswer& health) {
+  health.rotates = true;
   std::lock_guard lock(mutex_);
   for (const auto& [name, config] : profiles_) {
     if (!has_schedule(config)) continue;
     ScheduleState state;
     if (const auto it = schedule_.find(name); it != schedule_.end()) state = it->second;
-    rotation.push_back(
-        {{"profile", name},
-         {"rotate_every_days", config.rotate_every_days > 0 ? json(config.rotate_every_days) : json(nullptr)},
-         {"rotate_before_expiry_days",
-          config.rotate_before_expiry_days > 0 ? json(config.rotate_before_expiry_days) : json(nullptr)},
-         {"due_at", time_json(state.due_at)},
-         {"last_rotated_at", time_json(state.last_rotated_at)},
-         {"last_attempt_at", time_json(state.last_attempt_at)},
-         {"last_error", state.last_error.empty() ? json(nullptr) : json(state.last_error)},
-         {"next_attempt_at", time_json(state.next_attempt_at)}});
+    health.rotation.push_back(RotationSchedule{name, config.rotate_every_days, config.rotate_before_expiry_days,
+                                               state.due_at, state.last_rotated_at, state.last_attempt_at,
+                                               state.last_error, state.next_attempt_at});
   }
   for (const auto& [name, w] : waiting_) {
-    waiting.push_back({{"profile", name},
-                       {"fingerprint", w.meta.fingerprint},
-                       {"key_id", w.meta.key_id.empty() ? json(nullptr) : json(w.meta.key_id)},
-                       {"since", time_json(w.since)},
-                       {"attempts", w.attempts},
-                       {"last_error", w.last_error.empty() ? json(nullptr) : json(w.last_error)},
-                       {"old_key_works_until", time_json(w.grace_period_expires_at)},
-                       {"save_by_hand", save_by_hand(w.meta)}});
+    health.waiting_keys.push_back(kosli::WaitingKey{name, w.meta.fingerprint, w.meta.key_id, w.since, w.attempts,
+                                                    w.last_error, w.grace_period_expires_at, save_by_hand(w.meta)});
   }
-  health["rotation"] = std::move(rotation);
-  health["waiting_keys"] = std::move(waiting);
 }
 }  // namespace kosli::daemon

@@ -1,7 +1,7 @@
 #include "daemon/keys/stored_profile.hpp"
 
-#include "daemon/keys/expiry.hpp"
 #include "daemon/keys/fingerprint.hpp"
+#include "proto/time_format.hpp"
 
 namespace kosli::daemon {
 

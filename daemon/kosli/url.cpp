@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "daemon/kosli/https_client.hpp"
+#include "proto/host.hpp"
 
 namespace kosli::daemon {
 namespace {
@@ -70,13 +71,6 @@ std::optional<Url> parse_base(std::string_view base) {
 std::string connect_target(const Url& url) {
   const bool v6 = url.hostname.find(':') != std::string::npos;
   return (v6 ? "[" + url.hostname + "]" : url.hostname) + ":" + url.port;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 std::string trim(std::string_view s) {

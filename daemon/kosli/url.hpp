@@ -21,8 +21,6 @@ std::optional<Url> parse_base(std::string_view base);
 // host:port as CONNECT and Host name it.
 std::string connect_target(const Url& url);
 
-// ASCII lower case (header names, schemes, host names).
-std::string lower(std::string_view s);
 std::string trim(std::string_view s);
 // "2.5 s", for messages.
 std::string seconds_text(std::chrono::steady_clock::duration d);

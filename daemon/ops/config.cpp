@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proto/limits.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli::daemon {
@@ -63,8 +64,9 @@ struct Reader {
         continue;
       }
       if (field == "rotate_grace_hours") {
-        if (!value.is_number_integer() || value.get<long long>() < 1 || value.get<long long>() > 720) {
-          return error(name, "must be a whole number of hours from 1 to 720");
+        if (!value.is_number_integer() || value.get<long long>() < limits::kMinGraceHours ||
+            value.get<long long>() > limits::kMaxGraceHours) {
+          return error(name, "must be a whole number of hours " + std::string(limits::kGraceHoursRange));
         }
         out.rotate_grace_hours = value.get<int>();
         continue;

@@ -6,7 +6,7 @@ namespace kosli::daemon::transport {
 
 std::string canned_response(ErrorCode code, const std::string& message) {
   http::response<http::string_body> res{static_cast<http::status>(http_status(code)), 11};
-  res.set(http::field::content_type, "application/json");
+  res.set(http::field::content_type, kJsonContentType);
   res.keep_alive(false);
   res.body() = error_body(ApiError{code, message});
   res.prepare_payload();

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "proto/limits.hpp"
+
 // The full command line relative to kosli-credd's directory (daemon/CMakeLists.txt,
 // computed as client/CMakeLists.txt computes it).
 #ifndef KOSLI_CLI_FROM_CREDD_DIR
@@ -49,7 +51,7 @@ const InstalledClient& installed_client() {
     if (n <= 0) return found;
     const std::string_view path(self, static_cast<std::size_t>(n));
     const std::string dir(path.substr(0, path.rfind('/') + 1));
-    found.fast = real_path(dir + "kosli-cred");
+    found.fast = real_path(dir + std::string(limits::kClientProgram));
     found.full = real_path(dir + KOSLI_CLI_FROM_CREDD_DIR);
     return found;
   }();

@@ -74,6 +74,21 @@ TEST(AnswersTest, HealthReadsBackWhatItWrites) {
   EXPECT_EQ(read->audit_log->failing_since, kT1);
 }
 
+// The configuration allows a fraction of a day; the daemon sends the days as
+// configured (30 as 30.0), and the reader keeps them.
+TEST(AnswersTest, RotationDaysKeepTheirFraction) {
+  HealthAnswer h;
+  h.rotates = true;
+  h.rotation.push_back(RotationSchedule{"ci", 30.0, 7.5, kT1, 0, 0, "", 0});
+  const json j = to_json(h);
+  EXPECT_EQ(j["rotation"][0]["rotate_every_days"].dump(), "30.0");
+  EXPECT_EQ(j["rotation"][0]["rotate_before_expiry_days"].dump(), "7.5");
+  const auto read = health_from_json(j);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->rotation.at(0).rotate_every_days, 30.0);
+  EXPECT_EQ(read->rotation.at(0).rotate_before_expiry_days, 7.5);
+}
+
 TEST(AnswersTest, HealthWithoutStoreOrRotationSendsNeither) {
   HealthAnswer h;
   h.version = "1";
