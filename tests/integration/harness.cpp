@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -222,6 +223,9 @@ int Daemon::stop() {
     }
     exit_code_ = exit_code_of(status);
     pid_ = -1;
+    // A daemon that did not stop cleanly (a crash on the way out) says why in
+    // its log, which the test's own message may not show.
+    if (exit_code_ != 0) std::fprintf(stderr, "kosli-credd exited %d on SIGTERM; its log:\n%s\n", exit_code_, log().c_str());
   }
   return exit_code_;
 }

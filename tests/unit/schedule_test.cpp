@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "proto/answers.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
@@ -99,8 +100,9 @@ class ScheduleUnitTest : public ::testing::Test {
   }
 
   json rotation_of(const std::string& profile) {
-    json health;
-    lifecycle_->describe(health);
+    HealthAnswer answer;
+    lifecycle_->describe(answer);
+    const json health = to_json(answer);  // as it goes on the wire
     for (const auto& r : health["rotation"]) {
       if (r["profile"] == profile) return r;
     }

@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "proto/answers.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
@@ -180,8 +181,9 @@ TEST(WaitingKeys, AKeyTheKeyringCannotTakeIsHeldServedRetriedAndNeverLost) {
   const auto issued = kosli_standin.issued();
   ASSERT_FALSE(issued.empty());
   EXPECT_EQ(waiting->key.reveal(), issued.back());
-  json health;
-  lifecycle.describe(health);
+  HealthAnswer answer;
+  lifecycle.describe(answer);
+  const json health = to_json(answer);  // as it goes on the wire
   ASSERT_EQ(health["waiting_keys"].size(), 1u) << health.dump();
   EXPECT_EQ(health["waiting_keys"][0]["profile"], "ci");
   EXPECT_GE(health["waiting_keys"][0]["attempts"].get<int>(), 1);
