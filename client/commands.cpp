@@ -305,13 +305,12 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
   }
   if (h.audit_log) {
     const auto& audit = *h.audit_log;
-    // (Escaped twice, as kosli-cred always did: a backslash shows as four.)
-    const std::string where = display_safe(audit.kind == "file" ? text(audit.path) : text(audit.kind));
+    const std::string where = audit.kind == "file" ? text(audit.path) : text(audit.kind);
     if (audit.ok) {
       std::printf("audit log: %s\n", where.c_str());
     } else {
       std::printf("audit log: %s is NOT BEING WRITTEN since %s: %s; tokens are still served\n", where.c_str(),
-                  at(audit.failing_since).c_str(), display_safe(text(audit.error)).c_str());
+                  at(audit.failing_since).c_str(), text(audit.error).c_str());
       std::fprintf(stderr,
                    "kosli-cred: warning: the audit log is not being written; see 'audit log' above, fix it, then "
                    "reopen it: systemctl --user reload kosli-credd (or send kosli-credd SIGHUP)\n");

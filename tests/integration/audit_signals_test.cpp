@@ -144,6 +144,18 @@ TEST_F(AuditSignalsTest, AnAuditLogThatCannotBeWrittenShowsInStatusHealthAndMetr
   EXPECT_EQ(mode_of(audit_path()), 0600u);
 }
 
+// status escapes what it relays once: a backslash in the path shows as two
+// backslashes and a newline as \x0a (escaped twice, a backslash showed as four).
+TEST_F(AuditSignalsTest, StatusShowsTheAuditLogsPathEscapedOnce) {
+  const std::string odd = dir_.path() + "/back\\slash\nline";
+  ASSERT_EQ(::mkdir(odd.c_str(), 0700), 0);
+  auto daemon = start(odd + "/audit.log");
+  const auto status = client({"status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("audit log: " + dir_.path() + "/back\\\\slash\\x0aline/audit.log\n"), std::string::npos)
+      << status.out;
+}
+
 TEST_F(AuditSignalsTest, APreExistingLogOpenToOthersIsMadePrivateAndWrittenTo) {
   std::ofstream(audit_path()) << R"({"event":"lock","result":"ok"})" << "\n";
   ASSERT_EQ(::chmod(audit_path().c_str(), 0644), 0);
