@@ -136,7 +136,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Called on shutdown: a connection waiting for its next request is closed now.
   void close_if_idle() {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
-      if (self->phase_ == Phase::idle) self->socket_.cancel();
+      beast::error_code ignored;  // a connection closed meanwhile has nothing to cancel
+      if (self->phase_ == Phase::idle) self->socket_.cancel(ignored);
     });
   }
 
@@ -158,7 +159,8 @@ class Session : public std::enable_shared_from_this<Session> {
         // operation to stop (its completion already queued), the next sweep closes.
         self->timed_out_ = true;
         self->deadline_ = Clock::now().time_since_epoch().count() + Clock::duration(kSweepInterval).count();
-        self->socket_.cancel();
+        beast::error_code ignored;
+        self->socket_.cancel(ignored);
       } else {
         self->deadline_ = 0;
         self->do_close();

@@ -24,7 +24,8 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
       self->timer_.expires_after(kRefusalReadDeadline);
       self->timer_.async_wait([self](beast::error_code ec) {
-        if (!ec && !self->answering_) self->socket_.cancel();  // answered without the rest of the request
+        beast::error_code ignored;  // (closed meanwhile: nothing to cancel)
+        if (!ec && !self->answering_) self->socket_.cancel(ignored);  // answered without the rest of the request
       });
       self->read_request();
     });
