@@ -23,22 +23,7 @@ class GitCredentialTest : public ::testing::Test {
   std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
 
   // git with only our helper configured, no prompts, no user or system config.
-  Env git_env() const {
-    return {{"PATH", bin_dir() + ":" + std::getenv("PATH")},
-            {"KOSLI_CRED_SOCKET", socket()},
-            {"KOSLI_CRED_AUTOSTART", "0"},
-            {"HOME", dir_.path()},
-            {"GIT_CONFIG_NOSYSTEM", "1"},
-            {"GIT_CONFIG_GLOBAL", "/dev/null"},
-            {"GIT_TERMINAL_PROMPT", "0"},
-            {"GIT_ASKPASS", ""},
-            {"SSH_ASKPASS", ""}};
-  }
-
-  static std::string bin_dir() {
-    const std::string cred = bin("kosli-cred");
-    return cred.substr(0, cred.rfind('/'));
-  }
+  Env git_env() const { return test::git_env(socket(), dir_.path()); }
 
   RunResult git(const std::string& action, const std::string& input, Env extra = {}) const {
     Env env = git_env();

@@ -309,4 +309,17 @@ std::vector<std::string> files_containing(const std::string& root, const std::st
   return hits;
 }
 
+std::vector<std::pair<std::string, std::string>> git_env(const std::string& socket, const std::string& home) {
+  const std::string cred = bin("kosli-cred");
+  return {{"PATH", cred.substr(0, cred.rfind('/')) + ":" + std::getenv("PATH")},
+          {"KOSLI_CRED_SOCKET", socket},
+          {"KOSLI_CRED_AUTOSTART", "0"},
+          {"HOME", home},
+          {"GIT_CONFIG_NOSYSTEM", "1"},
+          {"GIT_CONFIG_GLOBAL", "/dev/null"},
+          {"GIT_TERMINAL_PROMPT", "0"},
+          {"GIT_ASKPASS", ""},
+          {"SSH_ASKPASS", ""}};
+}
+
 }  // namespace kosli::test

@@ -7,6 +7,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <utility>
@@ -96,6 +98,22 @@ std::vector<nlohmann::json> audit_records(const std::string& log);
 // How many of `records` are `event` with `result`.
 std::size_t count_records(const std::vector<nlohmann::json>& records, const std::string& event,
                           const std::string& result);
+
+// The environment of a git that has only our helper on its PATH, asks no one
+// (no prompt, no askpass) and reads no user or system configuration: HOME is
+// `home`, the daemon is at `socket`.
+std::vector<std::pair<std::string, std::string>> git_env(const std::string& socket, const std::string& home);
+
+// Now, in Unix seconds; `t` as RFC 3339 in UTC (what --expires-at takes).
+inline std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+inline std::string rfc3339(std::int64_t t) {
+  const std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 // The whole content of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);

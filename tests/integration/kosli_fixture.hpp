@@ -24,17 +24,6 @@ namespace kosli::test {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-inline std::string rfc3339(std::int64_t t) {
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-inline std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
 // Waits for `condition` (checked every 100 ms) for at most `limit`.
 inline bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
   const auto deadline = Clock::now() + limit;

@@ -336,17 +336,8 @@ TEST_F(PolicyTest, GitsHelperAsksForTheGitInGitsExecPath) {
              .dump();
   Daemon daemon(socket(),
                 {"--backend", "memory", "--config", config_path(), "--import", dir_.path() + "/import.json"});
-  const std::string bin_dir = bin("kosli-cred").substr(0, bin("kosli-cred").rfind('/'));
   const auto fill = run({"git", "-c", "credential.helper=", "-c", "credential.helper=kosli", "credential", "fill"},
-                        RunOptions{"protocol=https\nhost=app.us.kosli.com\n\n",
-                                   {{"PATH", bin_dir + ":" + std::getenv("PATH")},
-                                    {"KOSLI_CRED_SOCKET", socket()},
-                                    {"KOSLI_CRED_AUTOSTART", "0"},
-                                    {"HOME", dir_.path()},
-                                    {"GIT_CONFIG_NOSYSTEM", "1"},
-                                    {"GIT_CONFIG_GLOBAL", "/dev/null"},
-                                    {"GIT_TERMINAL_PROMPT", "0"},
-                                    {"GIT_ASKPASS", ""}}});
+                        RunOptions{"protocol=https\nhost=app.us.kosli.com\n\n", git_env(socket(), dir_.path())});
   EXPECT_EQ(fill.exit_code, 0) << fill.err;
   EXPECT_NE(fill.out.find("password=" + key + "\n"), std::string::npos) << fill.err;
 

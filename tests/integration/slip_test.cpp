@@ -28,14 +28,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string rfc3339(std::int64_t t) {
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Waits for `condition` (checked every 100 ms) for at most `limit`.
 bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
