@@ -30,8 +30,10 @@ void Timers::run() {
       continue;
     }
     const auto first = pending_.begin();
-    if (Clock::now() < first->first) {
-      cv_.wait_until(lock, first->first);
+    // A copy: wait_until keeps reading the time it is given, and stop() may
+    // free the entry while this waits (the lock is released meanwhile).
+    if (const auto due = first->first; Clock::now() < due) {
+      cv_.wait_until(lock, due);
       continue;
     }
     auto fn = std::move(first->second);
