@@ -208,6 +208,16 @@ Peer peer_now(const Peer& at_connect, std::string_view exec_program) {
     if (pinned) ::close(pidfd);
     const auto stat = ours ? client.stat() : std::nullopt;
     if (stat && (pinned || stat->start_ticks <= not_after)) read_programs(peer, client, stat->ppid);
+    if (peer.exe != at_connect.exe) {
+      // It has exec'd since it connected: it is what it runs now, and no more.
+      // The installed client's exceptions (its parent, Kosli-Exec-Program) hold
+      // only for a client that made the connection itself, not for one exec'd
+      // on a connection another program made and may share with a child.
+      peer.installed_client = false;
+      peer.requester = peer.exe;
+      peer.requester_pid = peer.pid;
+      peer.requester_source = RequesterSource::peer;
+    }
   }
   take_exec_program(peer, exec_program);
   return peer;

@@ -131,6 +131,63 @@ TEST_F(PolicyTest, AProgramNamedKosliCredIsNotTheInstalledClient) {
 
 // An allowed program connects and is served; then it execs a program on no
 // list, which inherits the connection and asks again: refused.
+// A program that connects, then execs the installed kosli-cred (which waits at
+// a prompt) while a child of its sends on the shared connection, naming a
+// listed program in Kosli-Exec-Program: the connection was not made by the
+// client, so neither the header nor the parent rule is believed.
+TEST_F(PolicyTest, AClientExecdOnAnotherProgramsConnectionVouchesForNothing) {
+  const std::string python = "/usr/bin/python3";
+  if (!can_run(python)) GTEST_SKIP() << "needs /usr/bin/python3";
+  const std::string listed = dir_.path() + "/listed";  // never runs
+  std::ofstream(listed) << "#!/bin/sh\n";
+  ::chmod(listed.c_str(), 0755);
+  write_config({{"profiles", {{"it-guarded", {{"allowed_clients", {real_path(listed)}}}}}}});
+  const std::string key = unique_key();
+  Daemon daemon(socket(),
+                {"--backend", "memory", "--config", config_path(), "--import", import_file("it-guarded", key)});
+
+  const std::string script = dir_.path() + "/connect-fork-exec.py";
+  std::ofstream(script) << R"PY(import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+os.set_inheritable(s.fileno(), True)
+ready_r, ready_w = os.pipe()
+stdin_r, stdin_w = os.pipe()
+if os.fork() == 0:
+    os.close(ready_w)
+    os.read(ready_r, 1)  # the parent is about to exec kosli-cred
+    # kosli-cred is waiting for its key on stdin by the time this is sent
+    import time
+    deadline = time.time() + 10
+    # (bin/kosli-cred hands store on to libexec/kosli-cred/kosli-cred: either is the installed client)
+    while not os.readlink("/proc/%d/exe" % os.getppid()).endswith("/kosli-cred") and time.time() < deadline:
+        time.sleep(0.01)
+    s.sendall(b"GET /v1/profiles/it-guarded/token HTTP/1.1\r\nHost: localhost\r\nKosli-Exec-Program: "
+              + sys.argv[3].encode() + b"\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    sys.stdout.write(data.decode(errors="replace"))
+    sys.stdout.flush()
+    os.close(stdin_w)  # kosli-cred's prompt gets EOF and exits
+    os._exit(0)
+os.dup2(stdin_r, 0)
+os.close(ready_r)
+os.write(ready_w, b"x")
+env = dict(os.environ, KOSLI_CRED_SOCKET=sys.argv[1], KOSLI_CRED_AUTOSTART="0")
+os.execve(sys.argv[2], ["kosli-cred", "store", "-p", "it-other", "--org", "acme"], env)
+)PY";
+  const auto r = run({python, script, socket(), bin("kosli-cred"), real_path(listed)});
+  EXPECT_NE(r.out.find("HTTP/1.1 403"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(r.out.find(key), std::string::npos) << "a program not on the list got the key";
+  for (const auto& rec : audit_records(daemon.audit_log())) {
+    if (rec["event"] == "token") EXPECT_EQ(rec["result"], "refused") << rec.dump();
+  }
+}
+
 TEST_F(PolicyTest, APeerThatExecsAnotherProgramIsRefusedOnItsNextRequest) {
   const std::string python = "/usr/bin/python3";
   if (!can_run(python) || !can_run("/bin/bash")) GTEST_SKIP() << "needs /usr/bin/python3 and /bin/bash";
