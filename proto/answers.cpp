@@ -6,7 +6,15 @@
 #include "proto/time_format.hpp"
 
 namespace kosli {
+
 namespace {
+
+// An answer carries text from outside (a path, Kosli's message, a keyring's
+// error): bytes that are not UTF-8 are written as U+FFFD rather than thrown
+// out of the daemon's handler (nlohmann's default), which would end it.
+std::string dump_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 using nlohmann::json;
 using codec_detail::time_or_null;
@@ -114,7 +122,7 @@ json to_json(const HealthAnswer& h) {
   return j;
 }
 
-std::string serialize(const HealthAnswer& answer) { return to_json(answer).dump(); }
+std::string serialize(const HealthAnswer& answer) { return dump_text(to_json(answer)); }
 
 std::optional<HealthAnswer> health_from_json(const json& j) {
   if (!j.is_object()) return std::nullopt;
@@ -158,7 +166,7 @@ json to_json(const ListAnswer& answer) {
   return json{{"profiles", std::move(list)}};
 }
 
-std::string serialize(const ListAnswer& answer) { return to_json(answer).dump(); }
+std::string serialize(const ListAnswer& answer) { return dump_text(to_json(answer)); }
 
 std::optional<ListAnswer> list_from_json(const json& j) {
   if (!j.is_object()) return std::nullopt;
@@ -189,7 +197,7 @@ json to_json(const VerifyAnswer& v) {
   return j;
 }
 
-std::string serialize(const VerifyAnswer& answer) { return to_json(answer).dump(); }
+std::string serialize(const VerifyAnswer& answer) { return dump_text(to_json(answer)); }
 
 std::optional<VerifyAnswer> verify_from_json(const json& j) {
   if (!j.is_object()) return std::nullopt;
@@ -212,7 +220,7 @@ json to_json(const RotateAnswer& r) {
   return j;
 }
 
-std::string serialize(const RotateAnswer& answer) { return to_json(answer).dump(); }
+std::string serialize(const RotateAnswer& answer) { return dump_text(to_json(answer)); }
 
 std::optional<RotateAnswer> rotate_answer_from_json(const json& j) {
   if (!j.is_object()) return std::nullopt;

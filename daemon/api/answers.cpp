@@ -5,7 +5,11 @@
 
 namespace kosli::daemon {
 
-Response json_response(int status, const nlohmann::json& body) { return Response{status, body.dump()}; }
+// Text from outside that is not UTF-8 becomes U+FFFD rather than an exception
+// thrown out of a handler.
+Response json_response(int status, const nlohmann::json& body) {
+  return Response{status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
 
 ApiError store_failure(const StoreError& e) {
   if (e.kind == StoreError::Kind::internal) {

@@ -156,6 +156,20 @@ TEST_F(AuditSignalsTest, StatusShowsTheAuditLogsPathEscapedOnce) {
       << status.out;
 }
 
+// Health relays text from outside (here a path with a byte that is not
+// UTF-8): it is answered, with U+FFFD in its place, and the daemon goes on.
+TEST_F(AuditSignalsTest, AnAuditLogPathThatIsNotUtf8DoesNotEndTheDaemon) {
+  const std::string odd = dir_.path() + "/latin1-\xe9";
+  ASSERT_EQ(::mkdir(odd.c_str(), 0700), 0);
+  auto daemon = start(odd + "/audit.log");
+  const auto status = client({"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err << daemon->log();
+  const auto health = json::parse(status.out);
+  EXPECT_EQ(health["audit_log"]["path"], dir_.path() + "/latin1-\xef\xbf\xbd/audit.log");
+  EXPECT_EQ(token().exit_code, 0);
+  EXPECT_FALSE(daemon->wait_exit(std::chrono::milliseconds(0)).has_value()) << daemon->log();
+}
+
 TEST_F(AuditSignalsTest, APreExistingLogOpenToOthersIsMadePrivateAndWrittenTo) {
   std::ofstream(audit_path()) << R"({"event":"lock","result":"ok"})" << "\n";
   ASSERT_EQ(::chmod(audit_path().c_str(), 0644), 0);
