@@ -74,10 +74,14 @@ std::optional<GitCredentialError> apply_url(std::string_view url, GitCredential&
 std::vector<ProfileMeta> list_profiles(DaemonClient& daemon) { return api::readable_profiles(daemon); }
 
 // Whether a profile's host is the one git asks about (scheme and authority).
+bool serves(std::string_view base_url, std::string_view protocol, std::string_view host) {
+  const auto sep = base_url.find("://");
+  return sep != std::string_view::npos && base_url.substr(0, sep) == lower(protocol) &&
+         host_authority(base_url) == lower(host);
+}
+
 bool serves(const ProfileMeta& meta, std::string_view protocol, std::string_view host) {
-  const auto sep = meta.host.find("://");
-  return sep != std::string::npos && meta.host.substr(0, sep) == lower(protocol) &&
-         host_authority(meta.host) == lower(host);
+  return serves(meta.host, protocol, host);
 }
 
 bool serves(const ProfileMeta& meta, const GitCredential& c) { return serves(meta, c.protocol, c.host); }
@@ -97,12 +101,33 @@ std::string new_profile_name(const std::string& org, const std::string& host) {
   return name;
 }
 
+// When the request names no org, the profile profile_for_git picks first
+// ($KOSLI_PROFILE, else "default") is the answer if it is on the host: its
+// token's answer names its host, so one request serves git's usual question,
+// without listing the profiles (which reads the keyring every time). nullopt
+// when it is on another host, or missing, or not this caller's to read.
+std::optional<TokenResponse> preferred_token(DaemonClient& daemon, const GitCredential& c) {
+  const char* env = std::getenv("KOSLI_PROFILE");
+  const std::string name = env != nullptr && *env != '\0' ? env : std::string(kDefaultProfile);
+  if (!c.username.empty() || profile_name_problem(name)) return std::nullopt;
+  try {
+    auto token = api::token(daemon, name);
+    if (serves(token.info.host, c.protocol, c.host)) return token;
+  } catch (const CliError& e) {
+    if (e.exit_code != exit_code::no_such_profile && e.exit_code != exit_code::refused_by_policy) throw;
+  }
+  return std::nullopt;
+}
+
 int get(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;  // not ours: git asks the next helper
-  const auto profile = choose(list_profiles(daemon), c);
-  if (!profile) return exit_code::ok;
-  auto token = api::token(daemon, profile->name);
-  std::string answer = git_answer(c.authtype, token.token.reveal(), token.info.expires_at);
+  auto token = preferred_token(daemon, c);
+  if (!token) {
+    const auto profile = choose(list_profiles(daemon), c);
+    if (!profile) return exit_code::ok;
+    token = api::token(daemon, profile->name);
+  }
+  std::string answer = git_answer(c.authtype, token->token.reveal(), token->info.expires_at);
   write_stdout(answer);
   wipe(answer);
   return exit_code::ok;
