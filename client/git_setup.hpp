@@ -11,7 +11,7 @@ namespace kosli::client {
 // For Kosli's EU and US hosts and every profile's host, writes through
 // `git config` (the current repository's configuration, or with `global` the
 // user's) an empty `credential.<url>.helper`, which empties git's list of
-// helpers for that URL, then `kosli`. Running it again leaves the same
+// helpers for that URL, then `!exec '<bindir>/git-credential-kosli'`. Running it again leaves the same
 // configuration. Says on stdout what it wrote; a git that fails is exit 1.
 int cmd_git_setup(DaemonClient& daemon, bool global);
 

@@ -142,7 +142,9 @@ TEST_F(GitHelperTest, AfterSetupNoOtherHelperKeepsTheKey) {
 
   const auto first = setup();
   EXPECT_EQ(first.exit_code, 0) << first.err;
-  EXPECT_NE(first.out.find("https://app.kosli.com: helper = (none), then helper = kosli\n"), std::string::npos)
+  EXPECT_NE(first.out.find("https://app.kosli.com: helper = (none), then helper = !exec '" +
+                            bin("git-credential-kosli") + "'\n"),
+            std::string::npos)
       << first.out;
   EXPECT_NE(first.out.find("https://app.us.kosli.com:"), std::string::npos) << first.out;
   const std::string config = read_file(home() + "/.gitconfig");
