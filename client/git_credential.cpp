@@ -137,9 +137,10 @@ int get(DaemonClient& daemon, const GitCredential& c) {
 // credential this helper answered, whatever username it came back with.
 std::optional<ProfileMeta> holder_of(DaemonClient& daemon, const std::vector<ProfileMeta>& profiles,
                                      const GitCredential& c) {
-  if (c.password.empty()) return std::nullopt;
+  const Secret& key = c.password.empty() ? c.credential : c.password;
+  if (key.empty()) return std::nullopt;
   for (const auto& p : profiles) {
-    if (serves(p, c) && api::token(daemon, p.name).token.equals(c.password)) return p;
+    if (serves(p, c) && api::token(daemon, p.name).token.equals(key)) return p;
   }
   return std::nullopt;
 }
@@ -202,9 +203,11 @@ int store(DaemonClient& daemon, const GitCredential& c) {
 int erase(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;
   const auto profiles = list_profiles(daemon);
-  // Only the key git saw rejected: another helper's credential is not ours to
-  // judge. Without a password, the profile git would be answered with.
-  const auto profile = c.password.empty() ? choose(profiles, c) : holder_of(daemon, profiles, c);
+  // Only the key git saw rejected (its password, or git 2.46's bearer
+  // credential): another helper's is not ours to judge. Without either, the
+  // profile git would be answered with.
+  const auto profile =
+      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(daemon, profiles, c);
   if (!profile) return exit_code::ok;
   api::reject(daemon, profile->name);
   return exit_code::ok;
@@ -280,6 +283,8 @@ std::variant<GitCredential, GitCredentialError> parse_git_credential(std::string
       c.username = value;
     } else if (key == "password") {
       c.password = Secret(value);
+    } else if (key == "credential") {
+      c.credential = Secret(value);
     } else if (key == "capability[]") {
       c.authtype = c.authtype || value == "authtype";
     } else if (key == "password_expiry_utc") {

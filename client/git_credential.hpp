@@ -40,6 +40,7 @@ struct GitCredential {
   std::string username;
   Secret password;
   std::int64_t password_expiry_utc = 0;
+  Secret credential;      // authtype's pre-encoded credential (git 2.46 hands back what get answered)
   bool authtype = false;  // the request offers capability[]=authtype (git 2.46 and later)
 };
 

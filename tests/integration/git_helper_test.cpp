@@ -179,6 +179,22 @@ TEST_F(GitHelperTest, OurOwnAnswerHandedBackChangesNothingAndARejectFindsItsProf
   EXPECT_EQ(cred(socket(), {"token"}).out, key + "\n");
 }
 
+TEST_F(GitHelperTest, ARejectedBearerCredentialIsForgottenOnlyWhenItIsOurs) {
+  Daemon daemon(socket(), {"--backend", "memory"});
+  const std::string key = unique_key();
+  store("default", key);
+  const auto rejects = [&] {
+    std::size_t n = 0;
+    for (const auto& r : audit_records(daemon.audit_log())) n += r["event"] == "reject";
+    return n;
+  };
+  const std::string bearer = "capability[]=authtype\nprotocol=https\nhost=app.kosli.com\nauthtype=Bearer\n";
+  EXPECT_EQ(helper("erase", bearer + "credential=someone-elses\n\n").exit_code, 0);
+  EXPECT_EQ(rejects(), 0u);
+  EXPECT_EQ(helper("erase", bearer + "credential=" + key + "\nephemeral=1\n\n").exit_code, 0);
+  EXPECT_EQ(rejects(), 1u);
+}
+
 TEST_F(GitHelperTest, StoreForAKosliHostNoProfileUsesSaysSo) {
   Daemon daemon(socket(), {"--backend", "memory"});
   const auto r = helper("store", "protocol=https\nhost=kosli.acme.internal\nusername=acme\npassword=k\n\n");
