@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -60,11 +61,11 @@ class DeadlineSocket {
   // A blocking connect(2), bounded by SO_SNDTIMEO. When the daemon's listen
   // backlog is full, connect on a Unix socket waits for it to accept (a
   // non-blocking one would fail with EAGAIN and connect nothing).
-  beast::error_code connect(const std::string& path) {
+  beast::error_code connect(const std::string& path, std::chrono::seconds limit) {
     close();
     fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return last_error();
-    const timeval deadline{static_cast<time_t>(limits::kClientRequestDeadline.count()), 0};
+    const timeval deadline{static_cast<time_t>(limit.count()), 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof deadline);
     const asio::local::stream_protocol::endpoint endpoint(path);
     if (::connect(fd_, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
@@ -181,7 +182,8 @@ class DaemonClient::Connection {
   // Connects to a daemon it trusts; when nobody listens, starts kosli-credd on
   // demand (unless KOSLI_CRED_AUTOSTART=0) and connects once more. Never starts
   // one into a directory someone else owns: that is refused first.
-  Connection(const std::string& path, std::optional<uid_t> daemon_uid) : daemon_uid_(daemon_uid) {
+  Connection(const std::string& path, std::optional<uid_t> daemon_uid, std::chrono::seconds limit)
+      : daemon_uid_(daemon_uid), limit_(limit) {
     beast::error_code result = connect_trusted(path);
     if (nobody_listens(result) && autostart_enabled()) {
       const auto not_started = start_daemon(path);
@@ -197,7 +199,7 @@ class DaemonClient::Connection {
     if (result == beast::error::timeout) {
       throw CliError(exit_code::daemon_unreachable,
                      "kosli-credd at " + path + " did not accept the connection within " +
-                         std::to_string(limits::kClientRequestDeadline.count()) + " s");
+                         std::to_string(limit_.count()) + " s");
     }
     if (result) {
       throw CliError(exit_code::daemon_unreachable,
@@ -253,7 +255,7 @@ class DaemonClient::Connection {
   // A daemon that fails a check gets nothing: CliError, exit 5.
   beast::error_code connect_trusted(const std::string& path) {
     if (auto problem = socket_trust_problem(path, daemon_uid_)) throw CliError(exit_code::refused_by_policy, *problem);
-    const beast::error_code result = socket_.connect(path);
+    const beast::error_code result = socket_.connect(path, limit_);
     if (result) return result;
     const auto peer = socket_.peer_uid();
     if (!peer) {
@@ -270,17 +272,30 @@ class DaemonClient::Connection {
 
   DeadlineSocket socket_;
   std::optional<uid_t> daemon_uid_;
+  std::chrono::seconds limit_;
 };
 
 DaemonClient::DaemonClient(std::string socket_path, Connections connections, std::optional<uid_t> daemon_uid)
     : socket_path_(std::move(socket_path)), connections_(connections), daemon_uid_(daemon_uid) {}
 DaemonClient::~DaemonClient() = default;
 
+void DaemonClient::give_up_after(std::chrono::seconds limit) {
+  give_up_at_ = Clock::now() + limit;
+}
+
 HttpResult DaemonClient::request(Route route, std::string_view profile, std::string* body) {
-  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_);
+  // With a limit, what is left of it (at least a second).
+  auto bounded = [&](std::chrono::seconds deadline) {
+    if (!give_up_at_) return deadline;
+    const auto left = std::chrono::ceil<std::chrono::seconds>(*give_up_at_ - Clock::now());
+    return std::min(deadline, std::max(left, std::chrono::seconds(1)));
+  };
+  if (!connection_) {
+    connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_, bounded(limits::kClientRequestDeadline));
+  }
   const bool keep_alive = connections_ == Connections::kept;
   HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), body,
-                                           route_deadline(route), socket_path_, keep_alive, exec_program_);
+                                           bounded(route_deadline(route)), socket_path_, keep_alive, exec_program_);
   if (!keep_alive) connection_.reset();
   if (result.status >= 200 && result.status < 300) return result;
   const auto error = parse_error_body(result.body);

@@ -40,6 +40,11 @@ class DaemonClient {
   // about to run (proto/routes.hpp's kExecProgramHeader).
   void set_exec_program(std::string path) { exec_program_ = std::move(path); }
 
+  // Bounds everything from now on (connecting, and every request, whatever its
+  // route's deadline) to `limit` in all: for callers that must not wait long,
+  // such as git on its credential helper.
+  void give_up_after(std::chrono::seconds limit);
+
   // Sends one request on `route` (its method, its target with `profile` filled
   // in, its deadline: proto/routes.hpp) and returns a 2xx answer. Throws
   // CliError: exit 4 when the daemon cannot be reached or does not answer in
@@ -54,6 +59,7 @@ class DaemonClient {
   Connections connections_;
   std::optional<uid_t> daemon_uid_;
   std::string exec_program_;
+  std::optional<std::chrono::steady_clock::time_point> give_up_at_;
   std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 

@@ -2,16 +2,19 @@
 // manages its profiles.
 //
 // The plain forms of token, header and exec, which scripts run before every
-// Kosli call, are served here without CLI11; everything else is handed, argv
-// unchanged, to the full command line in libexec (client/fast_path.hpp).
+// Kosli call, and git's `get`, are served here without CLI11; everything else
+// is handed, argv unchanged, to the full command line in libexec
+// (client/fast_path.hpp).
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "client/cli_error.hpp"
 #include "client/commands.hpp"
@@ -41,10 +44,27 @@ int run_full_command_line(char** argv) {
   return exit_code::error;
 }
 
+// As git's helper, `git-credential-kosli get` and `capability` in their plain
+// form (no options), which git runs for every credential it needs, served here
+// too; store, erase and every other form go to the full command line.
+int serve_git_helper(int argc, char** argv) {
+  const std::string_view operation = argc == 2 ? argv[1] : "";
+  if (operation != "get" && operation != "capability") return run_full_command_line(argv);
+  std::optional<uid_t> daemon_uid;
+  if (const char* env = std::getenv(options::kDaemonUid.env.data()); env != nullptr && *env != '\0') {
+    daemon_uid = parse_uid(env);
+    if (!daemon_uid) return run_full_command_line(argv);  // the full command line says what is wrong
+  }
+  start_process(Program::fast);
+  DaemonClient daemon(resolve_socket_path(std::nullopt), DaemonClient::Connections::kept, daemon_uid);
+  return run_reporting_errors([&] { return run_git_credential(daemon, operation); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 1 || invoked_as_git_helper(argv[0])) return run_full_command_line(argv);
+  if (argc >= 1 && invoked_as_git_helper(argv[0])) return serve_git_helper(argc, argv);
+  if (argc < 1) return run_full_command_line(argv);
   auto fast = recognise_fast(std::span<char* const>(argv + 1, static_cast<std::size_t>(argc - 1)),
                              std::getenv(options::kProfile.env.data()), std::getenv(options::kDaemonUid.env.data()));
   if (!fast) return run_full_command_line(argv);

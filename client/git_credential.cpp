@@ -15,6 +15,7 @@
 #include "client/cli_error.hpp"
 #include "client/token_io.hpp"
 #include "proto/errors.hpp"
+#include "proto/display.hpp"
 #include "proto/host.hpp"
 #include "proto/profile.hpp"
 
@@ -73,10 +74,14 @@ std::optional<GitCredentialError> apply_url(std::string_view url, GitCredential&
 std::vector<ProfileMeta> list_profiles(DaemonClient& daemon) { return api::readable_profiles(daemon); }
 
 // Whether a profile's host is the one git asks about (scheme and authority).
+bool serves(std::string_view base_url, std::string_view protocol, std::string_view host) {
+  const auto sep = base_url.find("://");
+  return sep != std::string_view::npos && base_url.substr(0, sep) == lower(protocol) &&
+         host_authority(base_url) == lower(host);
+}
+
 bool serves(const ProfileMeta& meta, std::string_view protocol, std::string_view host) {
-  const auto sep = meta.host.find("://");
-  return sep != std::string::npos && meta.host.substr(0, sep) == lower(protocol) &&
-         host_authority(meta.host) == lower(host);
+  return serves(meta.host, protocol, host);
 }
 
 bool serves(const ProfileMeta& meta, const GitCredential& c) { return serves(meta, c.protocol, c.host); }
@@ -96,35 +101,88 @@ std::string new_profile_name(const std::string& org, const std::string& host) {
   return name;
 }
 
+// When the request names no org, the profile profile_for_git picks first
+// ($KOSLI_PROFILE, else "default") is the answer if it is on the host: its
+// token's answer names its host, so one request serves git's usual question,
+// without listing the profiles (which reads the keyring every time). nullopt
+// when it is on another host, or missing, or not this caller's to read.
+std::optional<TokenResponse> preferred_token(DaemonClient& daemon, const GitCredential& c) {
+  const char* env = std::getenv("KOSLI_PROFILE");
+  const std::string name = env != nullptr && *env != '\0' ? env : std::string(kDefaultProfile);
+  if (!c.username.empty() || profile_name_problem(name)) return std::nullopt;
+  try {
+    auto token = api::token(daemon, name);
+    if (serves(token.info.host, c.protocol, c.host)) return token;
+  } catch (const CliError& e) {
+    if (e.exit_code != exit_code::no_such_profile && e.exit_code != exit_code::refused_by_policy) throw;
+  }
+  return std::nullopt;
+}
+
 int get(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;  // not ours: git asks the next helper
-  const auto profile = choose(list_profiles(daemon), c);
-  if (!profile) return exit_code::ok;
-  auto token = api::token(daemon, profile->name);
-  std::string answer;
-  answer.reserve(64 + token.info.org.size() + token.token.size());
-  answer.append("username=").append(token.info.org).append("\npassword=").append(token.token.reveal()).append("\n");
-  if (token.info.expires_at != 0) answer.append("password_expiry_utc=" + std::to_string(token.info.expires_at) + "\n");
+  auto token = preferred_token(daemon, c);
+  if (!token) {
+    const auto profile = choose(list_profiles(daemon), c);
+    if (!profile) return exit_code::ok;
+    token = api::token(daemon, profile->name);
+  }
+  std::string answer = git_answer(c.authtype, token->token.reveal(), token->info.expires_at);
   write_stdout(answer);
   wipe(answer);
   return exit_code::ok;
 }
 
+// The profile on the request's host that holds the request's password: a
+// credential this helper answered, whatever username it came back with.
+std::optional<ProfileMeta> holder_of(DaemonClient& daemon, const std::vector<ProfileMeta>& profiles,
+                                     const GitCredential& c) {
+  const Secret& key = c.password.empty() ? c.credential : c.password;
+  if (key.empty()) return std::nullopt;
+  for (const auto& p : profiles) {
+    if (serves(p, c) && api::token(daemon, p.name).token.equals(key)) return p;
+  }
+  return std::nullopt;
+}
+
+// Whether a host no profile uses is plainly meant to be Kosli's (a label
+// "kosli" in its name): storing nothing there deserves a word. Other hosts
+// (github.com, …) reach this helper only through a global credential.helper,
+// and get nothing, silently, as git asks.
+bool looks_like_kosli(std::string_view host) {
+  const std::string name = lower(host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':')));
+  return name == "kosli" || name.starts_with("kosli.") || name.find(".kosli.") != std::string::npos ||
+         name.ends_with(".kosli");
+}
+
 int store(DaemonClient& daemon, const GitCredential& c) {
-  if (lower(c.protocol) != "https" || c.host.empty() || c.username.empty() || c.password.empty()) {
+  if (lower(c.protocol) != "https" || c.host.empty() || c.password.empty()) return exit_code::ok;
+  const std::string host = lower(c.host);
+  const auto profiles = list_profiles(daemon);
+  const bool used = std::any_of(profiles.begin(), profiles.end(), [&](const auto& p) { return serves(p, c); });
+  if (!used && host != host_authority(kEuHost) && host != host_authority(kUsHost)) {
+    if (looks_like_kosli(host)) {
+      std::fprintf(stderr,
+                   "git-credential-kosli: stored nothing: no profile uses https://%s; to keep a key for it, run "
+                   "kosli-cred store --profile NAME --org ORG --host https://%s\n",
+                   display_safe(host).c_str(), display_safe(host).c_str());
+    }
     return exit_code::ok;
   }
-  const auto profiles = list_profiles(daemon);
-  const std::string host = lower(c.host);
-  const bool kosli_host = host == host_authority(kEuHost) || host == host_authority(kUsHost) ||
-                          std::any_of(profiles.begin(), profiles.end(), [&](const auto& p) { return serves(p, c); });
-  if (!kosli_host) return exit_code::ok;
+  // git approves every credential that worked, ours included: nothing to do then.
+  if (holder_of(daemon, profiles, c)) return exit_code::ok;
+  if (c.username.empty() || c.username == c.password.reveal()) {
+    // Kosli's Basic form names no org: which profile it would be is unknown.
+    std::fprintf(stderr,
+                 "git-credential-kosli: stored nothing for https://%s: the credential names no org (git's "
+                 "username=<org>); store the key with kosli-cred store --org ORG\n",
+                 display_safe(host).c_str());
+    return exit_code::ok;
+  }
 
   PutProfileRequest put;
   std::string name;
   if (const auto existing = choose(profiles, c)) {
-    // git approves every credential that worked, ours included: nothing to do then.
-    if (api::token(daemon, existing->name).token.equals(c.password)) return exit_code::ok;
     name = existing->name;
     put.kind = existing->kind;
     put.description = existing->description;
@@ -144,10 +202,13 @@ int store(DaemonClient& daemon, const GitCredential& c) {
 
 int erase(DaemonClient& daemon, const GitCredential& c) {
   if (lower(c.protocol) != "https" || c.host.empty()) return exit_code::ok;
-  const auto profile = choose(list_profiles(daemon), c);
+  const auto profiles = list_profiles(daemon);
+  // Only the key git saw rejected (its password, or git 2.46's bearer
+  // credential): another helper's is not ours to judge. Without either, the
+  // profile git would be answered with.
+  const auto profile =
+      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(daemon, profiles, c);
   if (!profile) return exit_code::ok;
-  // Only the key git saw rejected: another helper's credential is not ours to judge.
-  if (!c.password.empty() && !api::token(daemon, profile->name).token.equals(c.password)) return exit_code::ok;
   api::reject(daemon, profile->name);
   return exit_code::ok;
 }
@@ -222,18 +283,40 @@ std::variant<GitCredential, GitCredentialError> parse_git_credential(std::string
       c.username = value;
     } else if (key == "password") {
       c.password = Secret(value);
+    } else if (key == "credential") {
+      c.credential = Secret(value);
+    } else if (key == "capability[]") {
+      c.authtype = c.authtype || value == "authtype";
     } else if (key == "password_expiry_utc") {
       std::int64_t t = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), t);
       c.password_expiry_utc = ec == std::errc() && end == value.data() + value.size() && t > 0 ? t : 0;
     }
-    // Every other attribute (wwwauth[], capability[], state[], …) is not ours.
+    // Every other attribute (wwwauth[], state[], other capabilities, …) is not ours.
   }
   return c;
 }
 
+std::string git_answer(bool authtype, std::string_view key, std::int64_t expires_at) {
+  std::string answer;
+  answer.reserve(128 + 2 * key.size());
+  if (authtype) {
+    answer.append("capability[]=authtype\nauthtype=Bearer\ncredential=").append(key).append("\nephemeral=1\n");
+  } else {
+    answer.append("username=").append(key).append("\npassword=").append(key).append("\n");
+  }
+  if (expires_at != 0) answer.append("password_expiry_utc=").append(std::to_string(expires_at)).append("\n");
+  return answer;
+}
+
 int run_git_credential(DaemonClient& daemon, std::string_view operation) {
+  if (operation == "capability") {
+    write_stdout(kGitCapabilities);
+    return exit_code::ok;
+  }
   if (operation != "get" && operation != "store" && operation != "erase") return exit_code::ok;
+  // git waits on its helper with nothing on screen.
+  daemon.give_up_after(kGitHelperDeadline);
   std::string input = read_input();
   auto parsed = parse_git_credential(input);
   wipe(input);

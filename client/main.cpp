@@ -12,6 +12,7 @@
 #include "client/cli_failure.hpp"
 #include "client/commands.hpp"
 #include "client/git_credential.hpp"
+#include "client/git_setup.hpp"
 #include "client/options.hpp"
 #include "client/process.hpp"
 #include "proto/errors.hpp"
@@ -198,7 +199,15 @@ int main(int argc, char** argv) {
   std::string git_operation;
   CLI::App* git_cmd =
       subcommand(app, "git-credential", "git's credential-helper protocol (also installed as git-credential-kosli)");
-  if (git_cmd) git_cmd->add_option("operation", git_operation, "get, store or erase (others are ignored)")->required();
+  if (git_cmd) git_cmd->add_option("operation", git_operation, "get, store, erase or capability (others are ignored)")->required();
+
+  bool git_global = false;
+  CLI::App* git_setup_cmd = subcommand(
+      app, "git-setup", "Make git ask only kosli for Kosli hosts' credentials (no other helper keeps a key)");
+  if (git_setup_cmd) {
+    git_setup_cmd->add_flag(options::cli11_names(options::kGitGlobal), git_global,
+                            "In your global git configuration (default: the current repository's)");
+  }
 
   try {
     app.parse(argc, argv);
@@ -222,6 +231,7 @@ int main(int argc, char** argv) {
     if (ran(status_cmd)) return cmd_status(daemon, json);
     if (ran(lock_cmd)) return cmd_lock(daemon);
     if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
+    if (ran(git_setup_cmd)) return cmd_git_setup(daemon, git_global);
     return exit_code::usage;
   });
 }

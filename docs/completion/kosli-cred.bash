@@ -10,7 +10,7 @@ _kosli_cred() {
   local cur prev words cword
   _init_completion || return
 
-  local commands="store token header exec list show erase status lock git-credential"
+  local commands="store token header exec list show erase status lock git-credential git-setup"
   local command="" i
   for ((i = 1; i < cword; i++)); do
     case "${words[i]}" in
@@ -52,7 +52,8 @@ _kosli_cred() {
       done
       options+=" --profile --"
       ;;
-    git-credential) COMPREPLY=($(compgen -W "get store erase" -- "$cur")); return ;;
+    git-credential) COMPREPLY=($(compgen -W "get store erase capability" -- "$cur")); return ;;
+    git-setup) options+=" --global" ;;
   esac
   COMPREPLY=($(compgen -W "$options" -- "$cur"))
 }

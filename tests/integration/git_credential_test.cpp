@@ -55,14 +55,13 @@ class GitCredentialTest : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(GitCredentialTest, FillAnswersForTheEuHostWithTheOrgAsUserName) {
+TEST_F(GitCredentialTest, FillAnswersForTheEuHostWithTheKeyAsUserNameAndPassword) {
   Daemon daemon(socket(), {"--backend", "memory"});
   const std::string key = unique_key();
   store("default", "acme", key);
   const auto r = git("fill", "protocol=https\nhost=app.kosli.com\n\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("username=acme\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("password=" + key + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("username=" + key + "\npassword=" + key + "\n"), std::string::npos) << r.out;
 }
 
 TEST_F(GitCredentialTest, FillPicksTheUsProfileByOrgThenByKosliProfile) {
@@ -77,7 +76,7 @@ TEST_F(GitCredentialTest, FillPicksTheUsProfileByOrgThenByKosliProfile) {
   const auto other_org = git("fill", "protocol=https\nhost=app.us.kosli.com\nusername=alpha\n\n");
   EXPECT_NE(other_org.out.find("password=" + alpha + "\n"), std::string::npos) << other_org.out;
   const auto by_env = git("fill", "protocol=https\nhost=app.us.kosli.com\n\n", {{"KOSLI_PROFILE", "us-beta"}});
-  EXPECT_NE(by_env.out.find("username=beta\npassword=" + beta + "\n"), std::string::npos) << by_env.out;
+  EXPECT_NE(by_env.out.find("username=" + beta + "\npassword=" + beta + "\n"), std::string::npos) << by_env.out;
   // `list` shows the same choices.
   const auto listed = cred(socket(), {"list"});
   EXPECT_NE(listed.out.find("-> us-alpha, username=beta -> us-beta\n"), std::string::npos) << listed.out;
@@ -95,7 +94,7 @@ TEST_F(GitCredentialTest, AFullUrlIsSplitIntoItsParts) {
   const auto through_git = git("fill", "url=https://app.kosli.com/api/v2/environments/acme\n\n");
   EXPECT_NE(through_git.out.find("password=" + key + "\n"), std::string::npos) << through_git.out << through_git.err;
   const auto direct = helper("get", "url=https://acme@app.kosli.com/api/v2/environments/acme\n\n");
-  EXPECT_EQ(direct.out, "username=acme\npassword=" + key + "\n") << direct.err;
+  EXPECT_EQ(direct.out, "username=" + key + "\npassword=" + key + "\n") << direct.err;
 }
 
 TEST_F(GitCredentialTest, ForeignHostsAndPlainHttpGetNothing) {
@@ -165,7 +164,7 @@ TEST_F(GitCredentialTest, TheHelperAnswersTheExpiryWhenTheKeyHasOne) {
   const std::string key = unique_key();
   store("default", "acme", key, {"--expires-at", "2031-01-01T00:00:00Z"});
   const auto r = helper("get", "protocol=https\nhost=app.kosli.com\n\n");
-  EXPECT_EQ(r.out, "username=acme\npassword=" + key + "\npassword_expiry_utc=1924992000\n") << r.err;
+  EXPECT_EQ(r.out, "username=" + key + "\npassword=" + key + "\npassword_expiry_utc=1924992000\n") << r.err;
 }
 
 TEST_F(GitCredentialTest, BadInputIsRefusedQuietlyAndQuickly) {

@@ -22,6 +22,7 @@ none). With --plain it speaks plain HTTP instead (for loopback-only http:// host
 Prints "ready <port>" on stdout once it listens.
 """
 import argparse
+import base64
 import json
 import re
 import secrets
@@ -81,10 +82,21 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def caller(self):
+        # Kosli's rule: "Bearer <key>", or Basic whose username is the key and
+        # whose password is anything (even empty; the colon must be there).
         auth = self.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
+        if auth.startswith("Bearer "):
+            token = auth[len("Bearer "):]
+        elif auth.startswith("Basic "):
+            try:
+                user_pass = base64.b64decode(auth[len("Basic "):], validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return None
+            if ":" not in user_pass:
+                return None
+            token = user_pass.split(":", 1)[0]
+        else:
             return None
-        token = auth[len("Bearer "):]
         now = time.time()
         for entry in STATE["keys"]:
             if secrets.compare_digest(entry["key"], token) and live(entry, now):

@@ -1,0 +1,18 @@
+// `kosli-cred git-setup [--global]`: makes git ask kosli, and only kosli, for
+// the credentials of every Kosli host, so that no other helper configured for
+// all hosts (credential.helper=store writes keys to ~/.git-credentials in
+// plaintext) is handed a key to keep.
+#pragma once
+
+#include "client/daemon_client.hpp"
+
+namespace kosli::client {
+
+// For Kosli's EU and US hosts and every profile's host, writes through
+// `git config` (the current repository's configuration, or with `global` the
+// user's) an empty `credential.<url>.helper`, which empties git's list of
+// helpers for that URL, then `!exec '<bindir>/git-credential-kosli'`. Running it again leaves the same
+// configuration. Says on stdout what it wrote; a git that fails is exit 1.
+int cmd_git_setup(DaemonClient& daemon, bool global);
+
+}  // namespace kosli::client
