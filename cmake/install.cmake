@@ -4,6 +4,10 @@
 #   lib/systemd/user/kosli-credd.{socket,service}          (systemd/CMakeLists.txt)
 #   share/man/man1/kosli-credd.1, kosli-cred.1
 #   share/bash-completion/completions/kosli-cred
+# The static CI build (cmake/static_ci.cmake) installs the programs, the link,
+# the man pages and share/doc/kosli-credential-helper/README.md (and LICENSE,
+# when there is one); no user units or completion on a CI runner. Its tarball
+# extracts into any prefix (tar --strip-components=1 -C /usr/local).
 
 install(TARGETS kosli-credd kosli-cred RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS kosli-cred-cli RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/kosli-cred)
@@ -16,6 +20,13 @@ file(CREATE_LINK kosli-cred ${kosli_link_dir}/git-credential-kosli SYMBOLIC)
 install(FILES ${kosli_link_dir}/git-credential-kosli DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 install(FILES docs/man/kosli-credd.1 docs/man/kosli-cred.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+if(KOSLI_STATIC_CI)
+  install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+  if(EXISTS ${PROJECT_SOURCE_DIR}/LICENSE)
+    install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+  endif()
+  return()
+endif()
 install(FILES docs/completion/kosli-cred.bash
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
         RENAME kosli-cred)

@@ -5,9 +5,21 @@
 set(KOSLI_PACKAGE_MAINTAINER "kosli-credential-helper maintainers <maintainers@kosli-credential-helper.invalid>"
     CACHE STRING "The .deb's Maintainer field")
 
-set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME kosli-credential-helper)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_STRIP_FILES ON)
+
+# The static CI build (cmake/static_ci.cmake): a tarball instead, for any
+# x86-64 Linux runner, with one top directory of the tarball's own name:
+#   kosli-credential-helper-<version>-linux-x86_64-static/{bin,libexec,share/man,share/doc}
+if(KOSLI_STATIC_CI)
+  set(CPACK_GENERATOR TGZ)
+  set(CPACK_PACKAGE_FILE_NAME "${CPACK_PACKAGE_NAME}-${PROJECT_VERSION}-linux-${CMAKE_SYSTEM_PROCESSOR}-static")
+  include(CPack)
+  return()
+endif()
+
+set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_CONTACT "${KOSLI_PACKAGE_MAINTAINER}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Kosli API keys in the OS keyring, bearer tokens over a private socket")
 set(CPACK_PACKAGE_DESCRIPTION
@@ -15,7 +27,6 @@ set(CPACK_PACKAGE_DESCRIPTION
 and hands them out as bearer tokens over a private Unix socket; kosli-cred is the client
 for people, scripts, git and CI jobs. Includes systemd user units for socket activation.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
-set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

@@ -26,6 +26,7 @@
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/config.hpp"
 #include "daemon/ops/hardening.hpp"
+#include "daemon/ops/name_lookup.hpp"
 #include "daemon/ops/notify.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/store/memory_store.hpp"
@@ -121,6 +122,7 @@ void signal_ready(int fd) {
 
 int main(int argc, char** argv) {
   harden_process();
+  pin_name_lookup();
 
   Options opt;
   CLI::App app{"kosli-credd: keeps Kosli API keys in the OS keyring and hands out bearer tokens "
