@@ -32,6 +32,14 @@ std::string session_detail::error_text(GError* error) {
 }
 
 GDBusConnection* session_detail::open_bus(GBusType type, std::string& why) {
+  if (type == G_BUS_TYPE_SESSION && std::getenv("DBUS_SESSION_BUS_ADDRESS") == nullptr) {
+    // Not GLib's fallback: it may start a bus of its own (dbus-launch).
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    if (runtime == nullptr || !g_file_test((std::string(runtime) + "/bus").c_str(), G_FILE_TEST_EXISTS)) {
+      why = "DBUS_SESSION_BUS_ADDRESS is not set and there is no $XDG_RUNTIME_DIR/bus";
+      return nullptr;
+    }
+  }
   GError* error = nullptr;
   gchar* address = g_dbus_address_get_for_bus_sync(type, nullptr, &error);
   if (address == nullptr) {

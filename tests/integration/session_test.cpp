@@ -49,6 +49,7 @@ class PrivateBus {
   PrivateBus& operator=(const PrivateBus&) = delete;
 
   const std::string& address() const { return address_; }
+  void stop() { stop_process(pid_); }
 
  private:
   TempDir dir_;
@@ -150,6 +151,11 @@ TEST_F(SessionTest, ScreenLockAndSleepForgetCachedKeysEachWithOneAuditRecord) {
   EXPECT_EQ(s["cached"], 0);
   EXPECT_EQ(s["session"]["last_forgot_reason"], "screen_locked");
   EXPECT_TRUE(s["session"]["last_forgot_at"].is_string());
+  const auto text = cred(socket(), {"status"});
+  EXPECT_NE(text.out.find("forget:    cached keys are forgotten on screen, sleep; last forgot at "),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find(" (screen_locked)"), std::string::npos) << text.out;
   EXPECT_EQ(token("it-lock"), key) << "the stored key is kept";
   EXPECT_EQ(last_token_detail(daemon, "it-lock"), "") << "the next token reads the store again";
 
@@ -183,10 +189,11 @@ TEST_F(SessionTest, OutsideAnySessionTheUsersDisplaySessionIsFollowed) {
 TEST_F(SessionTest, LockOnSleepOnlyIgnoresTheScreenLock) {
   PrivateBus system("system"), session("session");
   BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
-  write_config(R"({"lock_on": ["sleep"]})");
+  write_config(R"({"lock_on": ["sleep"], "notify": false})");
   Daemon daemon(socket(), {"--backend", "memory", "--config", config_path()},
                 {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
   ASSERT_TRUE(subscribed({"sleep"})) << daemon.log();
+  EXPECT_EQ(status()["session"]["notify"], false);
   ASSERT_EQ(store("it-sleep", unique_key(), "https://app.kosli.com").exit_code, 0);
   token("it-sleep");
   lock(system, "pid1");
@@ -307,6 +314,22 @@ TEST_F(SessionTest, WithoutLogindOrANotificationServerTheDaemonWorksAsBefore) {
   EXPECT_LE(occurrences("no desktop notification shown"), 1u) << log;
   EXPECT_EQ(log.find(" error "), std::string::npos) << log;
   expect_no_keys_logged(daemon, {key});
+}
+
+TEST_F(SessionTest, TheSystemBusGoingAwayDoesNotStopTheDaemon) {
+  PrivateBus system("system"), session("session");
+  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  Daemon daemon(socket(), {"--backend", "memory"},
+                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+  ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
+  system.stop();
+  ASSERT_TRUE(subscribed({})) << "nothing is subscribed while the bus is gone\n" << daemon.log();
+  EXPECT_NE(daemon.log().find("the system bus closed"), std::string::npos) << daemon.log();
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-bus", key, "https://app.kosli.com").exit_code, 0);
+  EXPECT_EQ(token("it-bus"), key);
+  EXPECT_TRUE(forgets(daemon).empty());
+  EXPECT_EQ(daemon.stop(), 0);
 }
 
 }  // namespace
