@@ -5,6 +5,7 @@
 // (tests/support/notify_standin.py) on a private session bus; and none of them,
 // where the daemon works as before.
 #include <fstream>
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -330,6 +331,48 @@ TEST_F(SessionTest, TheSystemBusGoingAwayDoesNotStopTheDaemon) {
   EXPECT_EQ(token("it-bus"), key);
   EXPECT_TRUE(forgets(daemon).empty());
   EXPECT_EQ(daemon.stop(), 0);
+}
+
+TEST_F(SessionTest, ARotatedKeyWaitingForTheKeyringNotifiesOnce) {
+  if (!in_sandbox()) GTEST_SKIP() << "needs gnome-keyring (run under scripts/with-keyring)";
+  PrivateKeyring keyring;  // this test's own, so it can hang it
+  TempDir notes_dir;
+  const std::string notes = notes_dir.path() + "/notifications.jsonl";
+  BusStandIn server({kPython, support("notify_standin.py"), "--log", notes}, {keyring.bus_env()});
+  const std::string old_key = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {key_entry(old_key)}}, {"hold_rotate", true}}.dump());
+  Daemon daemon(socket(), {"--backend", "secret-service", "--ca-file", pki_.ca_cert},
+                no_proxy({keyring.bus_env(), {"DBUS_SYSTEM_BUS_ADDRESS", kNoBus}}));
+  ASSERT_EQ(store("it-held", old_key, standin.url(), {"--service-account", "ci", "--key-id", "k1"}).exit_code, 0);
+  std::future<RunResult> rotation =
+      std::async(std::launch::async, [&] { return cred(socket(), {"rotate", "--profile", "it-held", "--via-api"}); });
+  // Kosli has the request: hang the keyring, then let Kosli answer.
+  ASSERT_TRUE(eventually([&] { return state(standin)["held"] == 1; }, std::chrono::seconds(10)));
+  keyring.pause();
+  standin.control(pki_.ca_cert, "release");
+  EXPECT_EQ(rotation.get().exit_code, 6);
+  const auto told = [&] {
+    std::size_t n = 0;
+    std::ifstream in(notes);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("'it-held' is not in the keyring") != std::string::npos) ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(eventually([&] { return told() > 0; }, std::chrono::seconds(10))) << daemon.log();
+  keyring.resume();
+  ASSERT_TRUE(eventually(
+      [&] {
+        const json s = status();
+        return s.is_object() && s["waiting_keys"].empty();
+      },
+      std::chrono::seconds(60)))
+      << daemon.log();
+  EXPECT_EQ(told(), 1u) << read_file(notes);
+  const std::string new_key = state(standin)["keys"][1]["key"];
+  EXPECT_EQ(read_file(notes).find(new_key), std::string::npos) << "a notification holds a key";
+  EXPECT_EQ(daemon.stop(), 0);
+  expect_no_keys_logged(daemon, {old_key, new_key});
 }
 
 }  // namespace
