@@ -39,9 +39,10 @@ void SessionWatch::Impl::watch_session() {
   std::string why;
   session = open_bus(G_BUS_TYPE_SESSION, why);
   if (session == nullptr) {
-    spdlog::info("no session bus ({}): no desktop notifications, and cached keys are not forgotten when the "
-                 "keyring locks",
-                 why);
+    // The store says it when it needs a keyring: this is no news on its own.
+    spdlog::debug("no session bus ({}): no desktop notifications, and cached keys are not forgotten when the "
+                  "keyring locks",
+                  why);
     return;
   }
   g_signal_connect(session, "closed", G_CALLBACK(+[](GDBusConnection*, gboolean, GError*, gpointer self) {
@@ -52,8 +53,8 @@ void SessionWatch::Impl::watch_session() {
   collection = path_of(call(session, kSecrets, kSecretsPath, kSecretService, "ReadAlias",
                             g_variant_new("(s)", "default"), "(o)", why));
   if (collection.empty()) {
-    spdlog::info("no Secret Service default collection ({}): cached keys are not forgotten when the keyring locks",
-                 why.empty() ? "no collection is the default" : why);
+    spdlog::debug("no Secret Service default collection ({}): cached keys are not forgotten when the keyring locks",
+                  why.empty() ? "no collection is the default" : why);
     return;
   }
   session_signals.push_back(subscribe(

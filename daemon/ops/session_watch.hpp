@@ -6,8 +6,9 @@
 //
 // All D-Bus work runs on a thread of its own with its own GMainContext (the
 // Secret Service store iterates its own; the default context is nobody's).
-// This header names no GLib type: session_watch.cpp is the only file that uses
-// GLib here, and session_watch_none.cpp stands in for it in a build without it.
+// This header names no GLib type: session_watch.cpp and session_bus_watch.cpp
+// (with session_watch_impl.hpp) are the only files that use GLib here, and
+// session_watch_none.cpp stands in for both in a build without it.
 // Where there is no system bus, no logind, no keyring or no notification server,
 // that part does nothing (one log line at most) and nothing fails.
 #pragma once
