@@ -316,6 +316,16 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
                    "reopen it: systemctl --user reload kosli-credd (or send kosli-credd SIGHUP)\n");
     }
   }
+  if (h.session) {
+    std::string on;
+    for (const auto& what : h.session->forget_on) on += (on.empty() ? "" : ", ") + text(what);
+    const std::string last = h.session->last_forgot_at == 0
+                                 ? std::string()
+                                 : "; last forgot at " + at(h.session->last_forgot_at) + " (" +
+                                       text(h.session->last_forgot_reason) + ")";
+    std::printf("forget:    cached keys are forgotten on %s%s\n",
+                on.empty() ? "nothing (no screen lock, sleep or keyring watched)" : on.c_str(), last.c_str());
+  }
   for (const auto& w : h.waiting_keys) {
     std::printf("waiting:   profile '%s': a rotated key (%s) is held in kosli-credd's memory only, NOT in the "
                 "keyring (%d attempts; last error: %s); keep kosli-credd running, or save it by hand: %s\n",

@@ -29,6 +29,7 @@
 #include "daemon/ops/name_lookup.hpp"
 #include "daemon/ops/notify.hpp"
 #include "daemon/ops/policy.hpp"
+#include "daemon/ops/session_watch.hpp"
 #include "daemon/store/memory_store.hpp"
 #include "daemon/store/metered_store.hpp"
 #include "daemon/store/secret_service_store.hpp"
@@ -239,6 +240,22 @@ int main(int argc, char** argv) {
     router.connection_refused(peer, why);
   };
   Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
+
+  // The screen locked, the machine goes to sleep, the keyring locked: every
+  // cached key goes (a rotated key waiting for the keyring stays: it exists
+  // nowhere else), one audit record says why. On the server's loop.
+  const Peer self = this_process();
+  const auto forget = [&cache, &audit, &self](ForgetReason reason) {
+    cache.clear();
+    // Approvals are forgotten here too, once there are any.
+    spdlog::info("{}: forgot every cached key", reason_name(reason));
+    audit.record(AuditRecord{"forget", {}, "ok", reason_name(reason)}, self);
+  };
+  SessionWatch session{config.lock_on, config.notify,
+                       [&server, forget](ForgetReason reason) { server.post([forget, reason] { forget(reason); }); }};
+  lifecycle.notices().connect(
+      [&session](std::string summary, std::string body) { session.notify(std::move(summary), std::move(body)); });
+  router.add_to_health([&session](HealthAnswer& health) { health.session = session.health(); });
 
   // The audit lines of one turn of the event loop go out in one write, and the
   // tokens answered in that turn wait for it (a group commit). With one

@@ -92,6 +92,13 @@ json to_json(const AuditLogHealth& a) {
   return j;
 }
 
+json to_json(const SessionHealth& s) {
+  return json{{"forget_on", s.forget_on},
+              {"notify", s.notify},
+              {"last_forgot_at", time_or_null(s.last_forgot_at)},
+              {"last_forgot_reason", string_or_null(s.last_forgot_reason)}};
+}
+
 }  // namespace
 
 json to_json(const HealthAnswer& h) {
@@ -119,6 +126,7 @@ json to_json(const HealthAnswer& h) {
     j["waiting_keys"] = std::move(waiting);
   }
   if (h.audit_log) j["audit_log"] = to_json(*h.audit_log);
+  if (h.session) j["session"] = to_json(*h.session);
   return j;
 }
 
@@ -156,6 +164,18 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
   if (const auto it = j.find("audit_log"); it != j.end() && it->is_object()) {
     h.audit_log = AuditLogHealth{text(*it, "kind"), text(*it, "path"), flag(*it, "ok"), text(*it, "error"),
                                  time_at(*it, "failing_since")};
+  }
+  if (const auto it = j.find("session"); it != j.end() && it->is_object()) {
+    SessionHealth s;
+    if (const auto on = it->find("forget_on"); on != it->end() && on->is_array()) {
+      for (const auto& what : *on) {
+        if (what.is_string()) s.forget_on.push_back(what.get<std::string>());
+      }
+    }
+    s.notify = flag(*it, "notify");
+    s.last_forgot_at = time_at(*it, "last_forgot_at");
+    s.last_forgot_reason = text(*it, "last_forgot_reason");
+    h.session = std::move(s);
   }
   return h;
 }

@@ -63,6 +63,15 @@ struct AuditLogHealth {
   std::int64_t failing_since = 0;  // sent only while failing
 };
 
+// GET /v1/health, "session": what makes the daemon forget its cached keys
+// (what it is subscribed to now), and the last time it did.
+struct SessionHealth {
+  std::vector<std::string> forget_on;  // "screen", "sleep", "keyring"
+  bool notify = false;                 // desktop notifications on
+  std::int64_t last_forgot_at = 0;     // null on the wire when never
+  std::string last_forgot_reason;      // "screen_locked", "sleep", "keyring_locked"; null when never
+};
+
 // GET /v1/health.
 struct HealthAnswer {
   std::string version;
@@ -82,6 +91,7 @@ struct HealthAnswer {
   std::vector<RotationSchedule> rotation;
   std::vector<WaitingKey> waiting_keys;
   std::optional<AuditLogHealth> audit_log;
+  std::optional<SessionHealth> session;
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

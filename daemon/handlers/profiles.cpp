@@ -56,6 +56,7 @@ void Router::health(Reply reply) {
     }
     if (lifecycle_) lifecycle_->describe(answer);
     answer.audit_log = describe(audit_);
+    for (const auto& section : health_sections_) section(answer);
     reply(Response{200, serialize(answer)});
   });
 }

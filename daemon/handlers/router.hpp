@@ -5,12 +5,17 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "daemon/api/messages.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/ops/metrics.hpp"
 #include "proto/errors.hpp"
+
+namespace kosli {
+struct HealthAnswer;
+}
 
 namespace kosli::daemon {
 
@@ -34,6 +39,10 @@ class Router {
 
   // What GET /v1/metrics reports; the server counts connections into it.
   Metrics& metrics() { return metrics_; }
+
+  // Before serving: `describe` adds its section to every health answer (on
+  // the store's thread), as the session watch does.
+  void add_to_health(std::function<void(HealthAnswer&)> describe) { health_sections_.push_back(std::move(describe)); }
 
  private:
   void dispatch(const RouteResult& matched, Request& request, const Peer& peer, Reply reply);
@@ -59,6 +68,7 @@ class Router {
   KeyLifecycle* const lifecycle_;
   Metrics& metrics_;
   const std::chrono::steady_clock::time_point started_;
+  std::vector<std::function<void(HealthAnswer&)>> health_sections_;
 };
 
 }  // namespace kosli::daemon

@@ -60,6 +60,7 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
     metrics_.cache_hit();
     if (refused_expired(name, cached_info, peer, reply)) return wipe(*body);
     const std::string note = expiry_note(cached_info);
+    if (!note.empty() && lifecycle_) lifecycle_->notices().key_expiring(name, cached_info.expires_at, now_s());
     issued(name, note.empty() ? "cached" : "cached; " + note, peer);
     return reply(Response{200, std::move(*body), kJsonContentType, {}, true});
   }
@@ -78,7 +79,9 @@ void Router::token(const std::string& name, const Peer& peer, Reply reply) {
       if (refused_expired(name, info, peer, reply)) return;
       cache_.put(name, stored->key, info, generation);
       response = Response{200, serialize_token(stored->key, info), kJsonContentType, {}, true};
-      issued(name, expiry_note(info), peer);
+      const std::string note = expiry_note(info);
+      if (!note.empty() && lifecycle_) lifecycle_->notices().key_expiring(name, info.expires_at, now_s());
+      issued(name, note, peer);
       return reply(std::move(response));
     }
     audit_.record(AuditRecord{"token", name, result_of(response), {}}, peer);

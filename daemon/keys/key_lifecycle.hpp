@@ -33,6 +33,7 @@
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
 #include "daemon/ops/config.hpp"
+#include "daemon/ops/notices.hpp"
 #include "proto/answers.hpp"
 #include "proto/profile.hpp"
 
@@ -82,6 +83,10 @@ class KeyLifecycle {
   // A user stored or erased the profile: a key still waiting for it is
   // superseded, and its schedule is looked at again.
   void profile_changed(const std::string& name);
+
+  // Where a failed scheduled rotation, a key waiting for the keyring and a key
+  // close to its expiry are told to the user's desktop.
+  Notices& notices() { return notices_; }
 
   // Fills the health answer's rotation (scheduled rotation per profile, with
   // its last failure) and waiting keys.
@@ -145,6 +150,7 @@ class KeyLifecycle {
   const int expiry_warning_days_;
   const std::map<std::string, ProfileConfig, std::less<>> profiles_;
   const Peer self_;  // who the audit log names for what the daemon does on its own
+  Notices notices_;
 
   std::mutex mutex_;
   bool stopped_ = false;

@@ -293,6 +293,7 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
           "kosli-credd until 'kosli-cred status' no longer lists it under waiting keys. The old key keeps working "
           "until " + grace + ". To save the new key by hand once the keyring works: " + save_by_hand(meta);
       spdlog::error("rotate: NEW KEY NOT IN THE KEYRING: {}", message);
+      notices_.key_waiting(name, save_by_hand(meta));
       schedule_retry();
       return fail_rotation(*rotation, ApiError{ErrorCode::backend_unavailable, message}, "error",
                            "new key " + meta.fingerprint + " is held in memory only: " + e->message);
@@ -328,8 +329,10 @@ void KeyLifecycle::finish_rotation(const ApiRotation& rotation, RotateResult ans
   const bool ok = std::holds_alternative<RotateAnswer>(answer);
   if (rotation.scheduled) {
     const auto now = now_s();
+    bool waiting;  // a key Kosli issued waits for the keyring: told of as such, not as a failure
     {
       std::lock_guard lock(mutex_);
+      waiting = waiting_.count(rotation.name) > 0;
       auto& state = schedule_[rotation.name];
       state.last_attempt_at = now;
       if (ok) {
@@ -341,8 +344,11 @@ void KeyLifecycle::finish_rotation(const ApiRotation& rotation, RotateResult ans
         state.next_attempt_at = now + kScheduledRetry.count();
       }
     }
-    if (!ok) spdlog::warn("scheduled rotation of profile '{}' failed; trying again in {} min", rotation.name,
-                          kScheduledRetry.count() / 60);
+    if (!ok) {
+      spdlog::warn("scheduled rotation of profile '{}' failed; trying again in {} min", rotation.name,
+                   kScheduledRetry.count() / 60);
+      if (!waiting) notices_.rotation_failed(rotation.name, error.empty() ? detail : std::string(error));
+    }
   }
   audit_.record(AuditRecord{"rotate", rotation.name, result, (rotation.scheduled ? "scheduled, " : "") + detail},
                 rotation.peer);

@@ -127,6 +127,11 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       } else {
         config.expiry_warning_days = value.get<int>();
       }
+    } else if (key == "lock_on") {
+      if (auto bad = parse_lock_on(value, config.lock_on)) problem = r.error(key, *bad);
+    } else if (key == "notify") {
+      if (!value.is_boolean()) problem = r.error(key, "must be true or false");
+      if (value.is_boolean()) config.notify = value.get<bool>();
     } else if (key == "git_erase") {
       if (value == "forget") {
         config.git_erase = GitErase::forget;
@@ -164,7 +169,8 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       }
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
-                             "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, profiles)");
+                             "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, lock_on, notify, "
+                             "profiles)");
     }
     if (problem) return *problem;
   }

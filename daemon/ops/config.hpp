@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "daemon/ops/lock_on.hpp"
+
 namespace kosli::daemon {
 
 enum class GitErase { forget, remove };  // "forget" | "delete"
@@ -48,6 +50,8 @@ struct Config {
   GitErase git_erase = GitErase::forget;
   std::optional<std::string> ca_file;
   int expiry_warning_days = kDefaultExpiryWarningDays;  // 0: never warn
+  LockOn lock_on;      // what makes the daemon forget its cached keys
+  bool notify = true;  // desktop notifications
   std::map<std::string, ProfileConfig, std::less<>> profiles;
 };
 

@@ -358,7 +358,11 @@ TEST_F(KeyringFaultTest, AHungKeyringGives503WithinTheStoreDeadline) {
 
 TEST_F(KeyringFaultTest, ALockedKeyringGives503SayingHowToUnlockIt) {
   PrivateKeyring keyring;
-  Daemon daemon(socket(), {"--backend", "secret-service"}, keyring.env());
+  // Cached keys stay while the keyring is locked when lock_on leaves it out
+  // (by default they are forgotten: session_test.cpp).
+  const std::string config = dir_.path() + "/config.json";
+  std::ofstream(config) << R"({"lock_on": ["screen", "sleep"]})";
+  Daemon daemon(socket(), {"--backend", "secret-service", "--config", config}, keyring.env());
   const std::string key = unique_key(), cached_key = unique_key();
   ASSERT_EQ(store("it-locked", key).exit_code, 0);
   ASSERT_EQ(store("it-cached", cached_key).exit_code, 0);

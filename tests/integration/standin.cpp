@@ -33,9 +33,8 @@ std::vector<std::string> merged_environment(const std::vector<std::pair<std::str
   return out;
 }
 
-// Starts `argv` in the background: `input` on its stdin (then closed), its
-// stdout on `stdout_fd` (read it for a readiness line; -1 on entry: stdout goes
-// to the log too), stderr appended to `log` (or /dev/null).
+}  // namespace
+
 pid_t spawn_background(std::vector<std::string> argv, const std::vector<std::pair<std::string, std::string>>& env,
                        const std::string& input, const std::string& log, int& stdout_fd) {
   const bool stdout_to_log = stdout_fd == -1;
@@ -81,7 +80,6 @@ pid_t spawn_background(std::vector<std::string> argv, const std::vector<std::pai
   return pid;
 }
 
-// The first line on `fd` (without its newline), waiting at most `timeout`; closes `fd`.
 std::string first_line(int fd, std::chrono::milliseconds timeout) {
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -105,6 +103,8 @@ void stop_process(pid_t& pid) {
   }
   pid = -1;
 }
+
+namespace {
 
 void openssl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"openssl"};

@@ -4,12 +4,24 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tests/integration/harness.hpp"
 
 namespace kosli::test {
+
+// Starts `argv` in the background: `input` on its stdin (then closed), its
+// stdout on `stdout_fd` (read it for a readiness line; -1 on entry: stdout goes
+// to the log too), stderr appended to `log` (or /dev/null).
+pid_t spawn_background(std::vector<std::string> argv, const std::vector<std::pair<std::string, std::string>>& env,
+                       const std::string& input, const std::string& log, int& stdout_fd);
+// The first line on `fd` (without its newline), waiting at most `timeout`; closes `fd`.
+std::string first_line(int fd, std::chrono::milliseconds timeout);
+// SIGTERM (after SIGCONT), then waits; sets `pid` to -1.
+void stop_process(pid_t& pid);
 
 // A CA and a server certificate for `names` (by default 127.0.0.1 and
 // localhost), made with openssl.

@@ -177,5 +177,22 @@ TEST(AnswersTest, RotateAnswerCarriesTheNewProfile) {
   EXPECT_FALSE(rotate_answer_from_json(j));
 }
 
+// "session": what the daemon forgets on, and when it last did; null before it has.
+TEST(AnswersTest, SessionSaysWhatIsWatchedAndTheLastForget) {
+  HealthAnswer h;
+  h.session = SessionHealth{{"screen", "sleep"}, true, kT1, "screen_locked"};
+  const json j = to_json(h);
+  EXPECT_EQ(j.at("session"), json::parse(R"({"forget_on": ["screen", "sleep"], "notify": true,
+      "last_forgot_at": "2026-01-01T00:00:00Z", "last_forgot_reason": "screen_locked"})"));
+  const auto read = health_from_json(j);
+  ASSERT_TRUE(read && read->session);
+  EXPECT_EQ(to_json(*read), j);
+
+  h.session = SessionHealth{};
+  EXPECT_EQ(to_json(h).at("session"), json::parse(R"({"forget_on": [], "notify": false,
+      "last_forgot_at": null, "last_forgot_reason": null})"));
+  EXPECT_FALSE(to_json(HealthAnswer{}).contains("session")) << "a daemon without a session watch sends none";
+}
+
 }  // namespace
 }  // namespace kosli
