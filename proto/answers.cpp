@@ -82,6 +82,17 @@ json to_json(const WaitingKey& w) {
               {"save_by_hand", w.save_by_hand}};
 }
 
+json to_json(const RotateHookState& r) {
+  return json{{"profile", r.profile},
+              {"fingerprint", string_or_null(r.fingerprint)},
+              {"result", string_or_null(r.result)},
+              {"last_run_at", time_or_null(r.last_run_at)},
+              {"attempts", r.attempts},
+              {"last_error", string_or_null(r.last_error)},
+              {"next_attempt_at", time_or_null(r.next_attempt_at)},
+              {"gave_up", r.gave_up}};
+}
+
 json to_json(const AuditLogHealth& a) {
   json j{{"kind", a.kind}, {"ok", a.ok}};
   if (a.kind == "file") j["path"] = a.path;
@@ -119,6 +130,11 @@ json to_json(const HealthAnswer& h) {
     j["waiting_keys"] = std::move(waiting);
   }
   if (h.audit_log) j["audit_log"] = to_json(*h.audit_log);
+  if (!h.rotate_hooks.empty()) {
+    json hooks = json::array();
+    for (const auto& r : h.rotate_hooks) hooks.push_back(to_json(r));
+    j["rotate_hooks"] = std::move(hooks);
+  }
   return j;
 }
 
@@ -156,6 +172,12 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
   if (const auto it = j.find("audit_log"); it != j.end() && it->is_object()) {
     h.audit_log = AuditLogHealth{text(*it, "kind"), text(*it, "path"), flag(*it, "ok"), text(*it, "error"),
                                  time_at(*it, "failing_since")};
+  }
+  for (const auto& r : objects(j, "rotate_hooks")) {
+    h.rotate_hooks.push_back(RotateHookState{text(r, "profile"), text(r, "fingerprint"), text(r, "result"),
+                                             time_at(r, "last_run_at"), static_cast<int>(number(r, "attempts")),
+                                             text(r, "last_error"), time_at(r, "next_attempt_at"),
+                                             flag(r, "gave_up")});
   }
   return h;
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/ops/hook_process.hpp"
 #include "daemon/store/metered_store.hpp"
 #include "proto/routes.hpp"
 
@@ -42,6 +43,8 @@ class Metrics final : public StoreErrorCounter {
   void token_issued(std::string_view profile);
   void connection_opened() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+  // One attempt of a profile's on_rotate hook (not one cancelled by a stop).
+  void rotate_hook_run(HookResult result);
 
   // The text exposition format, version 0.0.4.
   std::string exposition(const AuditLogGauges& audit_log = {}) const;
@@ -63,6 +66,7 @@ class Metrics final : public StoreErrorCounter {
   Counter cache_misses_{0};
   std::array<Counter, 3> store_errors_{};  // by StoreError::Kind
   std::atomic<std::int64_t> open_connections_{0};
+  std::array<Counter, 4> rotate_hook_runs_{};  // by HookResult: ok, failed, timed_out, not_started
 
   mutable std::mutex tokens_mutex_;
   std::map<std::string, std::uint64_t, std::less<>> tokens_by_profile_;
