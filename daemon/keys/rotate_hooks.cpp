@@ -103,6 +103,10 @@ void RotateHooks::attempt(const std::string& name, std::uint64_t generation) {
       return;
     }
     if (!found.key) {
+      {
+        std::lock_guard lock(mutex_);
+        if (const auto it = states_.find(name); it != states_.end()) it->second.last_run_at = now_s();
+      }
       return finish(name, generation, HookResult::not_started, "the key could not be read: " + found.error, {});
     }
     auto key = std::make_shared<Secret>(std::move(*found.key));
@@ -153,13 +157,23 @@ void RotateHooks::finish(const std::string& name, std::uint64_t generation, Hook
   std::int64_t next = 0;
   std::string fingerprint, grace;
   std::chrono::milliseconds delay{0};
+  bool superseded = false;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = states_.find(name);
+    superseded = it == states_.end() || it->second.generation != generation;
+  }
+  if (superseded) {
+    // A newer rotation of the profile took over while this attempt ran: recorded, nothing more.
+    audit_.record(AuditRecord{"rotate_hook", name, result_name(result), "for a superseded key: " + status}, self_);
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     const auto it = states_.find(name);
     if (it == states_.end() || it->second.generation != generation) return;
     State& state = it->second;
     attempts = ++state.attempts;
-    state.last_run_at = state.last_run_at == 0 ? now : state.last_run_at;
     state.result = std::string(result_name(result));
     state.last_error = result == HookResult::ok ? std::string() : status;
     fingerprint = state.meta.fingerprint;
