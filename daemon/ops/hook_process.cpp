@@ -1,5 +1,6 @@
 #include "daemon/ops/hook_process.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "proto/display.hpp"
@@ -60,6 +62,24 @@ void kill_group(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+}
+
+// Adds to `actions` the closing of every descriptor above stderr in the child.
+void close_the_rest(posix_spawn_file_actions_t& actions) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  ::posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+#else
+  // Without closefrom: each descriptor open now (one closed meanwhile makes the
+  // spawn fail, and the attempt is retried).
+  if (DIR* fds = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(fds);
+    while (const dirent* entry = ::readdir(fds)) {
+      const int fd = std::atoi(entry->d_name);
+      if (fd > STDERR_FILENO && fd != own) ::posix_spawn_file_actions_addclose(&actions, fd);
+    }
+    ::closedir(fds);
+  }
+#endif
 }
 
 }  // namespace
@@ -122,6 +142,8 @@ HookExit run_hook(const HookCommand& command, std::string_view input, const std:
   ::posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
   ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   ::posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  // Nothing else of kosli-credd's: not its socket, its connections or its keyring's.
+  close_the_rest(actions);
   ::posix_spawnattr_init(&attr);
   ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   ::posix_spawnattr_setpgroup(&attr, 0);

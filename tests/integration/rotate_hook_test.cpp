@@ -60,12 +60,13 @@ class RotateHookTest : public KosliTest {
   }
 };
 
-// Records what the hook got: its stdin, argv and environment (as the kernel
-// shows them to anyone who can read /proc), then marks itself done.
+// Records what the hook got: its stdin, argv, environment (as the kernel shows
+// them to anyone who can read /proc) and open descriptors, then marks itself done.
 constexpr const char* kRecordingHook = R"SH(out="$1"
 cat > "$out/stdin"
 tr '\0' '\n' < /proc/$$/cmdline > "$out/cmdline"
 tr '\0' '\n' < /proc/$$/environ > "$out/environ"
+ls -l /proc/$$/fd > "$out/fds"
 touch "$out/done"
 )SH";
 
@@ -104,6 +105,8 @@ TEST_F(RotateHookTest, TheHookGetsTheNewKeyOnStdinAndOnlyTheMetadataInItsEnviron
     EXPECT_EQ(environ.find(key), std::string::npos) << "a key in the hook's environment";
     EXPECT_EQ(read_file(out + "/cmdline").find(key), std::string::npos) << "a key in the hook's arguments";
   }
+  EXPECT_EQ(read_file(out + "/fds").find("socket:"), std::string::npos)
+      << "the hook inherited a socket of kosli-credd's: " << read_file(out + "/fds");
   EXPECT_NE(read_file(out + "/cmdline").find("/record-hook\n" + out + "\n"), std::string::npos)
       << "its arguments are on_rotate's, as configured: " << read_file(out + "/cmdline");
 
