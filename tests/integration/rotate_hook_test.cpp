@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 
 #include "tests/integration/kosli_fixture.hpp"
@@ -118,6 +119,41 @@ TEST_F(RotateHookTest, TheHookGetsTheNewKeyOnStdinAndOnlyTheMetadataInItsEnviron
   EXPECT_EQ(hook_runs("ok"), 1);
   EXPECT_EQ(hook_runs("failed"), 0);
   EXPECT_EQ(count_records(audit_records(daemon.audit_log()), "rotate_hook", "ok"), 1u);
+  expect_no_keys_logged(daemon, {old_key, new_key});
+}
+
+TEST_F(RotateHookTest, AKeyTheKeyringCouldNotTakeIsPublishedFromMemory) {
+  PrivateKeyring keyring;  // this test's own, so it can hang it
+  const std::string old_key = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {key_entry(old_key)}}, {"hold_rotate", true}}.dump());
+  const std::string out = out_dir("from-memory");
+  configure_hook("it-held", {script("record-hook", kRecordingHook), out});
+  Daemon daemon(socket(), {"--backend", "secret-service", "--ca-file", pki_.ca_cert, "--config", config_path()},
+                no_proxy({keyring.bus_env()}));
+  ASSERT_EQ(store("it-held", old_key, standin.url(), {"--service-account", "ci", "--key-id", "k1"}).exit_code, 0);
+
+  std::future<RunResult> rotation = std::async(std::launch::async, [&] {
+    return cred(socket(), {"rotate", "--profile", "it-held", "--via-api"});
+  });
+  // Kosli has the request: hang the keyring, then let Kosli answer.
+  ASSERT_TRUE(eventually([&] { return state(standin)["held"] == 1; }, std::chrono::seconds(10)));
+  keyring.pause();
+  standin.control(pki_.ca_cert, "release");
+  EXPECT_EQ(rotation.get().exit_code, 6) << "the keyring did not take the new key";
+
+  // The hook publishes the key held in memory while the keyring still hangs.
+  const std::string new_key = state(standin)["keys"][1]["key"];
+  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(out + "/done"); }, std::chrono::seconds(10)))
+      << daemon.log();
+  EXPECT_EQ(read_file(out + "/stdin"), new_key);
+  EXPECT_EQ(hook_state()["result"], "ok");
+  keyring.resume();
+  EXPECT_TRUE(eventually([&] {
+    const json health = json::parse(cred(socket(), {"status", "--json"}).out, nullptr, false);
+    return health.is_object() && health["waiting_keys"].empty();
+  }, std::chrono::seconds(60))) << daemon.log();
+  EXPECT_EQ(token("it-held"), new_key);
+  EXPECT_EQ(daemon.stop(), 0);
   expect_no_keys_logged(daemon, {old_key, new_key});
 }
 
