@@ -157,6 +157,34 @@ TEST_F(RotateHookTest, AKeyTheKeyringCouldNotTakeIsPublishedFromMemory) {
   expect_no_keys_logged(daemon, {old_key, new_key});
 }
 
+TEST_F(RotateHookTest, AScheduledRotationRunsTheHookToo) {
+  const std::string old_key = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {key_entry(old_key)}}}.dump());
+  const std::string out = out_dir("scheduled");
+  // Each key it is handed, in a file named after the key's fingerprint.
+  const std::string hook = script("by-fingerprint", "cat > \"$1/$KOSLI_KEY_FINGERPRINT.tmp\" && "
+                                                    "mv \"$1/$KOSLI_KEY_FINGERPRINT.tmp\" \"$1/$KOSLI_KEY_FINGERPRINT\"\n");
+  // Due about 3 s after it is stored, and again after each rotation.
+  write_config(json{{"profiles", {{"it-sched", {{"rotate_every_days", 0.00003}, {"rotate_grace_hours", 1},
+                                                {"on_rotate", {hook, out}}}}}}}.dump());
+  Daemon daemon(socket(), daemon_args(), no_proxy());
+  ASSERT_EQ(store("it-sched", old_key, standin.url(), {"--service-account", "ci", "--key-id", "k1"}).exit_code, 0);
+
+  std::string published;
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& entry : std::filesystem::directory_iterator(out)) {
+      if (entry.path().extension() != ".tmp") published = read_file(entry.path());
+    }
+    return !published.empty();
+  }, std::chrono::seconds(30))) << daemon.log();
+  bool issued = false;
+  const json now = state(standin);
+  for (const auto& k : now["keys"]) issued = issued || (k["key"] == published && k["key_id"] != "k1");
+  EXPECT_TRUE(issued) << "the hook got a key Kosli issued on the schedule";
+  EXPECT_NE(published, old_key);
+  expect_no_keys_logged(daemon, {old_key, published});
+}
+
 // What the kubelet does to a Secret volume: the files live in a timestamped
 // directory, "..data" points at it, and a change is a new directory and an
 // atomic swap of "..data"; the key's name is a symlink through "..data".
