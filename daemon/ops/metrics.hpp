@@ -1,7 +1,8 @@
 // What GET /v1/metrics exposes, in Prometheus' text format: requests by route
 // and status, how long answers took, cache hits and misses, store errors, open
-// connections, tokens issued by profile and the audit log's health. Counting is lock-free except for
-// tokens by profile (a short map lookup); nothing here ever holds a key.
+// connections, tokens issued by profile, the audit log's health and the rotation
+// hooks' attempts by result. Counting is lock-free except for tokens by profile
+// (a short map lookup); nothing here ever holds a key.
 #pragma once
 
 #include <array>
