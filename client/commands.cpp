@@ -303,6 +303,23 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
     }
     std::printf("%s\n", line.c_str());
   }
+  for (const auto& r : h.rotate_hooks) {
+    std::string line = "hook:      profile '" + text(r.profile) + "': ";
+    if (r.result.empty()) {
+      line += "on_rotate has not run since kosli-credd started";
+    } else if (r.gave_up) {
+      line += "on_rotate GAVE UP on key " + text(r.fingerprint) + " after " + std::to_string(r.attempts) +
+              " attempt(s) (" + text(r.last_error) + "); publish the key by hand";
+    } else {
+      line += "on_rotate for key " + text(r.fingerprint) + ": " + text(r.result) + " at " + at(r.last_run_at) +
+              " (" + std::to_string(r.attempts) + " attempt(s)";
+      if (!r.last_error.empty()) line += "; " + text(r.last_error);
+      line += ")";
+      if (r.next_attempt_at != 0) line += "; next attempt at " + at(r.next_attempt_at);
+    }
+    std::printf("%s\n", line.c_str());
+    if (r.gave_up) std::fprintf(stderr, "kosli-cred: warning: the on_rotate hook of profile '%s' gave up\n", text(r.profile).c_str());
+  }
   if (h.audit_log) {
     const auto& audit = *h.audit_log;
     const std::string where = audit.kind == "file" ? text(audit.path) : text(audit.kind);

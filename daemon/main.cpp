@@ -224,6 +224,7 @@ int main(int argc, char** argv) {
   MeteredStore metered_store{*store, metrics};
   StoreWorker worker{metered_store};
   KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
+  lifecycle.count_hooks_in(metrics);
   Router router{worker, cache, policy, audit, metrics, &lifecycle};
   ServerOptions server_options{opt.allow_uids};
   server_options.idle_exit = std::chrono::seconds(opt.idle_exit_s.value_or(config.idle_exit_s.value_or(0)));

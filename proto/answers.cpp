@@ -82,6 +82,17 @@ json to_json(const WaitingKey& w) {
               {"save_by_hand", w.save_by_hand}};
 }
 
+json to_json(const RotateHookState& r) {
+  return json{{"profile", r.profile},
+              {"fingerprint", string_or_null(r.fingerprint)},
+              {"result", string_or_null(r.result)},
+              {"last_run_at", time_or_null(r.last_run_at)},
+              {"attempts", r.attempts},
+              {"last_error", string_or_null(r.last_error)},
+              {"next_attempt_at", time_or_null(r.next_attempt_at)},
+              {"gave_up", r.gave_up}};
+}
+
 json to_json(const AuditLogHealth& a) {
   json j{{"kind", a.kind}, {"ok", a.ok}};
   if (a.kind == "file") j["path"] = a.path;
@@ -127,6 +138,11 @@ json to_json(const HealthAnswer& h) {
   }
   if (h.audit_log) j["audit_log"] = to_json(*h.audit_log);
   if (h.session) j["session"] = to_json(*h.session);
+  if (!h.rotate_hooks.empty()) {
+    json hooks = json::array();
+    for (const auto& r : h.rotate_hooks) hooks.push_back(to_json(r));
+    j["rotate_hooks"] = std::move(hooks);
+  }
   return j;
 }
 
@@ -176,6 +192,12 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
     s.last_forgot_at = time_at(*it, "last_forgot_at");
     s.last_forgot_reason = text(*it, "last_forgot_reason");
     h.session = std::move(s);
+  }
+  for (const auto& r : objects(j, "rotate_hooks")) {
+    h.rotate_hooks.push_back(RotateHookState{text(r, "profile"), text(r, "fingerprint"), text(r, "result"),
+                                             time_at(r, "last_run_at"), static_cast<int>(number(r, "attempts")),
+                                             text(r, "last_error"), time_at(r, "next_attempt_at"),
+                                             flag(r, "gave_up")});
   }
   return h;
 }

@@ -54,6 +54,21 @@ struct WaitingKey {
   std::string save_by_hand;  // the command that stores the key by hand (it holds no key)
 };
 
+// GET /v1/health, "rotate_hooks": a profile with an on_rotate hook, and how the
+// hook of its last rotation (since the daemon started) went.
+struct RotateHookState {
+  std::string profile;
+  std::string fingerprint;  // the key the hook publishes; empty: no rotation yet (null on the wire)
+  // "running", "ok", "failed", "timed_out", "not_started", "superseded" (the
+  // profile holds another key now); empty: never run (null on the wire).
+  std::string result;
+  std::int64_t last_run_at = 0;
+  int attempts = 0;
+  std::string last_error;  // how the last attempt failed: an exit status, never output (null when empty)
+  std::int64_t next_attempt_at = 0;
+  bool gave_up = false;  // no more attempts: half the old key's grace period has passed
+};
+
 // GET /v1/health, "audit_log".
 struct AuditLogHealth {
   std::string kind;  // "file", "journal", "none", …
@@ -92,6 +107,7 @@ struct HealthAnswer {
   std::vector<WaitingKey> waiting_keys;
   std::optional<AuditLogHealth> audit_log;
   std::optional<SessionHealth> session;
+  std::vector<RotateHookState> rotate_hooks;  // sent only when a profile has a hook
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

@@ -40,7 +40,10 @@ KeyLifecycle::KeyLifecycle(StoreWorker& worker, TokenCache& cache, AuditLog& aud
       kosli_(kosli),
       expiry_warning_days_(config.expiry_warning_days),
       profiles_(config.profiles),
-      self_(this_process()) {}
+      self_(this_process()),
+      hooks_(config.profiles, audit, self_,
+             [this](const std::string& name, const std::string& fingerprint,
+                    std::function<void(RotateHooks::KeyLookup)> done) { hook_key(name, fingerprint, std::move(done)); }) {}
 
 KeyLifecycle::~KeyLifecycle() = default;
 
@@ -84,6 +87,17 @@ void KeyLifecycle::profile_changed(const std::string& name) {
     if (const auto it = schedule_.find(name); it != schedule_.end()) it->second.next_attempt_at = 0;
   }
   arm_schedule(std::chrono::milliseconds(0));
+}
+
+void KeyLifecycle::hook_key(const std::string& name, const std::string& fingerprint,
+                            std::function<void(RotateHooks::KeyLookup)> done) {
+  worker_.submit([this, name, fingerprint, done](Store& store, Store::Deadline deadline) {
+    auto loaded = load_current(name, store, deadline);
+    if (auto* e = std::get_if<StoreError>(&loaded)) return done(RotateHooks::KeyLookup{std::nullopt, e->message});
+    auto& current = std::get<std::optional<StoredKey>>(loaded);
+    if (!current || current->meta.fingerprint != fingerprint) return done(RotateHooks::KeyLookup{});
+    done(RotateHooks::KeyLookup{std::move(current->key), {}});
+  });
 }
 
 // ---- verify ----------------------------------------------------------------

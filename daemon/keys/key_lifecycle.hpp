@@ -28,6 +28,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "daemon/api/messages.hpp"
+#include "daemon/keys/rotate_hooks.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/timers.hpp"
 #include "daemon/keys/token_cache.hpp"
@@ -40,6 +41,7 @@
 namespace kosli::daemon {
 
 class AuditLog;
+class Metrics;
 
 // Profiles whose key expires within `warning_days` (or has expired) at `now`,
 // for the health answer.
@@ -55,7 +57,10 @@ class KeyLifecycle {
 
   // Starts scheduled rotation, when a profile's configuration asks for it.
   void start();
-  // No more scheduled rotations or keyring retries. Call before KosliApi::stop().
+  // Counts the rotation hooks' attempts into /v1/metrics.
+  void count_hooks_in(Metrics& metrics) { hooks_.count_in(metrics); }
+  // No more scheduled rotations, keyring retries or rotation hooks (one running
+  // is killed). Call before KosliApi::stop().
   void stop_timers();
   // No more schedules or retries; one last attempt to store any key still
   // waiting (it runs when StoreWorker stops), and a loud log line for any left.
@@ -89,7 +94,7 @@ class KeyLifecycle {
   Notices& notices() { return notices_; }
 
   // Fills the health answer's rotation (scheduled rotation per profile, with
-  // its last failure) and waiting keys.
+  // its last failure), waiting keys and rotation hooks.
   void describe(HealthAnswer& health);
 
  private:
@@ -134,6 +139,10 @@ class KeyLifecycle {
   // finish_rotation with `error` as the answer.
   void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);
 
+  // Where a rotation hook's attempt reads the key it publishes (RotateHooks::KeySource).
+  void hook_key(const std::string& name, const std::string& fingerprint,
+                std::function<void(RotateHooks::KeyLookup)> done);
+
   void schedule_retry();
   void retry_waiting();
   void log_lost(const Waiting& waiting) const;
@@ -160,6 +169,7 @@ class KeyLifecycle {
   std::chrono::seconds retry_backoff_{0};
   std::map<std::string, ScheduleState, std::less<>> schedule_;
   std::uint64_t schedule_generation_ = 0;
+  RotateHooks hooks_;  // after what its key lookups use
   Timers timers_;  // last: joined before the rest goes
 };
 

@@ -140,6 +140,7 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
                               "by hand: " + current->meta.fingerprint + " -> " + meta.fingerprint + ", " + how},
                   peer);
     reply(rotation_body(meta, current->meta.fingerprint, false, verify_result, 0, {}));
+    hooks_.rotated(meta, 0);
     arm_schedule(std::chrono::milliseconds(0));
   });
 }
@@ -295,6 +296,7 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
       spdlog::error("rotate: NEW KEY NOT IN THE KEYRING: {}", message);
       notices_.key_waiting(name, save_by_hand(meta));
       schedule_retry();
+      hooks_.rotated(meta, rotation->rotated.grace_period_expires_at);  // the key waiting here is the new one all the same
       return fail_rotation(*rotation, ApiError{ErrorCode::backend_unavailable, message}, "error",
                            "new key " + meta.fingerprint + " is held in memory only: " + e->message);
     }
@@ -315,6 +317,7 @@ void KeyLifecycle::store_rotated(std::shared_ptr<ApiRotation> rotation, std::str
                     rotation_body(meta, rotation->old.meta.fingerprint, true, verify_result,
                                   rotation->rotated.grace_period_expires_at, verify_note),
                     "ok", detail);
+    hooks_.rotated(meta, rotation->rotated.grace_period_expires_at);
   });
 }
 

@@ -130,6 +130,7 @@ void KeyLifecycle::check_schedule(std::uint64_t generation) {
 
 void KeyLifecycle::describe(HealthAnswer& health) {
   health.rotates = true;
+  hooks_.describe(health.rotate_hooks);
   std::lock_guard lock(mutex_);
   for (const auto& [name, config] : profiles_) {
     if (!has_schedule(config)) continue;

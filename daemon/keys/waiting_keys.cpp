@@ -111,10 +111,14 @@ void KeyLifecycle::log_lost(const Waiting& w) const {
       w.meta.name);
 }
 
-void KeyLifecycle::stop_timers() { timers_.stop(); }
+void KeyLifecycle::stop_timers() {
+  timers_.stop();
+  hooks_.stop();
+}
 
 void KeyLifecycle::stop() {
   timers_.stop();
+  hooks_.stop();
   std::vector<std::shared_ptr<StoredKey>> left;
   {
     std::lock_guard lock(mutex_);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/ops/hook_config.hpp"
 #include "proto/limits.hpp"
 #include "proto/profile.hpp"
 
@@ -71,9 +72,13 @@ struct Reader {
         out.rotate_grace_hours = value.get<int>();
         continue;
       }
+      if (field == "on_rotate") {
+        if (auto bad = read_hook_command(value, out.on_rotate)) return error(name, *bad);
+        continue;
+      }
       if (field != "allowed_clients") {
         return error(name, "is not a known setting (known: allowed_clients, rotate_every_days, "
-                           "rotate_before_expiry_days, rotate_grace_hours)");
+                           "rotate_before_expiry_days, rotate_grace_hours, on_rotate)");
       }
       if (!value.is_array()) return error(name, "must be a list of absolute program paths");
       for (const auto& program : value) {

@@ -35,6 +35,9 @@ struct ProfileConfig {
   double rotate_before_expiry_days = 0;
   // The old key's grace period for a scheduled rotation.
   int rotate_grace_hours = 24;
+  // The rotation hook: a program (absolute path) and its arguments, run after
+  // every successful rotation with the new key on its stdin; empty: none.
+  std::vector<std::string> on_rotate;
 };
 
 // Clients warn about a key this many days before it expires, unless configured.

@@ -117,6 +117,11 @@ void Metrics::token_issued(std::string_view profile) {
   ++it->second;
 }
 
+void Metrics::rotate_hook_run(HookResult result) {
+  const auto index = static_cast<std::size_t>(result);
+  if (index < rotate_hook_runs_.size()) rotate_hook_runs_[index].fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string Metrics::exposition(const AuditLogGauges& audit_log) const {
   Writer w;
   w.header("requests_total", "counter", "Requests answered, by route and HTTP status.");
@@ -168,6 +173,12 @@ std::string Metrics::exposition(const AuditLogGauges& audit_log) const {
   w.sample("audit_log_ok", "", static_cast<std::uint64_t>(audit_log.ok ? 1 : 0));
   w.header("audit_records_failed_total", "counter", "Audit records that could not be written.");
   w.sample("audit_records_failed_total", "", audit_log.records_failed);
+
+  w.header("rotate_hook_runs_total", "counter", "Attempts of on_rotate hooks, by result.");
+  for (std::size_t r = 0; r < rotate_hook_runs_.size(); ++r) {
+    w.sample("rotate_hook_runs_total", "result=\"" + std::string(result_name(static_cast<HookResult>(r))) + "\"",
+             rotate_hook_runs_[r].load(std::memory_order_relaxed));
+  }
 
   w.header("resident_memory_bytes", "gauge", "The daemon's resident set size.");
   w.sample("resident_memory_bytes", "", resident_bytes());

@@ -1,7 +1,8 @@
 // What GET /v1/metrics exposes, in Prometheus' text format: requests by route
 // and status, how long answers took, cache hits and misses, store errors, open
-// connections, tokens issued by profile and the audit log's health. Counting is lock-free except for
-// tokens by profile (a short map lookup); nothing here ever holds a key.
+// connections, tokens issued by profile, the audit log's health and the rotation
+// hooks' attempts by result. Counting is lock-free except for tokens by profile
+// (a short map lookup); nothing here ever holds a key.
 #pragma once
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/ops/hook_process.hpp"
 #include "daemon/store/metered_store.hpp"
 #include "proto/routes.hpp"
 
@@ -42,6 +44,8 @@ class Metrics final : public StoreErrorCounter {
   void token_issued(std::string_view profile);
   void connection_opened() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+  // One attempt of a profile's on_rotate hook (not one cancelled by a stop).
+  void rotate_hook_run(HookResult result);
 
   // The text exposition format, version 0.0.4.
   std::string exposition(const AuditLogGauges& audit_log = {}) const;
@@ -63,6 +67,7 @@ class Metrics final : public StoreErrorCounter {
   Counter cache_misses_{0};
   std::array<Counter, 3> store_errors_{};  // by StoreError::Kind
   std::atomic<std::int64_t> open_connections_{0};
+  std::array<Counter, 4> rotate_hook_runs_{};  // by HookResult: ok, failed, timed_out, not_started
 
   mutable std::mutex tokens_mutex_;
   std::map<std::string, std::uint64_t, std::less<>> tokens_by_profile_;
