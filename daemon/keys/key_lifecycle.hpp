@@ -83,6 +83,11 @@ class KeyLifecycle {
   // superseded, and its schedule is looked at again.
   void profile_changed(const std::string& name);
 
+  // A user stored the profile's key: when it is a service-account key with a
+  // key id, its expiry is learned from Kosli just after (the store does not
+  // wait for Kosli), kept with the profile and audited.
+  void learn_expiry(const std::string& name, const Peer& peer);
+
   // Fills the health answer's rotation (scheduled rotation per profile, with
   // its last failure) and waiting keys.
   void describe(HealthAnswer& health);
@@ -128,6 +133,20 @@ class KeyLifecycle {
                        std::string_view error = {});
   // finish_rotation with `error` as the answer.
   void fail_rotation(const ApiRotation& rotation, ApiError error, std::string_view result, std::string detail);
+
+  // What Kosli said about a key's expiry: the profile's expiry after asking
+  // (unchanged when Kosli was not reached), and why it was not learned.
+  struct LearnedExpiry {
+    std::int64_t expires_at = 0;
+    std::string source;
+    std::string error;  // empty: learned
+  };
+  // Asks Kosli for `current`'s expiry and keeps Kosli's answer with the
+  // profile. `done` runs on the store's thread, or on the API's when Kosli was not reached.
+  void ask_expiry(std::shared_ptr<StoredKey> current, const Peer& peer, std::function<void(LearnedExpiry)> done);
+  // The periodic refresh of every learnable key's expiry (learned_expiry.cpp).
+  void arm_expiry_refresh(std::chrono::milliseconds delay);
+  void refresh_expiries();
 
   void schedule_retry();
   void retry_waiting();
