@@ -74,6 +74,7 @@ void KeyLifecycle::ask_expiry(std::shared_ptr<StoredKey> current, const Peer& pe
       }
       spdlog::info("expiry: profile '{}': {}", name, detail);
       audit_.record(AuditRecord{"expiry", name, changed ? "changed" : "learned", detail}, peer);
+      arm_schedule(std::chrono::milliseconds(0));  // rotate_before_expiry_days counts from this expiry
       done(LearnedExpiry{kosli_says, std::string(kExpiryFromKosli), {}});
     });
   });

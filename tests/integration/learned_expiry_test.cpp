@@ -167,5 +167,19 @@ TEST_F(LearnedExpiryTest, AKeyPastItsKosliExpiryIsExpired) {
   EXPECT_NE(cred(socket(), {"list"}).out.find("expired"), std::string::npos);
 }
 
+TEST_F(LearnedExpiryTest, TheLearnedExpiryDrivesScheduledRotation) {
+  const std::string key = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {entry(key, "k1", static_cast<double>(now_s()) + 12.5)}}}.dump());
+  // Due about 4 s before the expiry Kosli tells; nothing else would make it due.
+  write_config(R"({"profiles": {"it-due": {"rotate_before_expiry_days": 0.00005, "rotate_grace_hours": 1}}})");
+  Daemon daemon(socket(), {"--backend", "memory", "--ca-file", pki_.ca_cert, "--config", config_path()}, no_proxy());
+  ASSERT_EQ(store_sa("it-due", key, standin.url(), "k1").exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return show("it-due")["key_id"] != "k1"; }, std::chrono::seconds(20))) << daemon.log();
+  const auto rotations = requests(standin, "POST", "/rotate");
+  ASSERT_GE(rotations.size(), 1u);
+  EXPECT_EQ(rotations[0]["path"], "/api/v2/service-accounts/acme/ci/api-keys/k1/rotate");
+  EXPECT_EQ(show("it-due")["expiry_source"], "kosli") << "the rotation's answer carries the new expiry";
+}
+
 }  // namespace
 }  // namespace kosli::test
