@@ -181,5 +181,39 @@ TEST_F(LearnedExpiryTest, TheLearnedExpiryDrivesScheduledRotation) {
   EXPECT_EQ(show("it-due")["expiry_source"], "kosli") << "the rotation's answer carries the new expiry";
 }
 
+// Keyring tests run only inside scripts/test's sandbox: never the user's own keyring.
+class LearnedExpiryKeyringTest : public LearnedExpiryTest {
+ protected:
+  void SetUp() override {
+    if (!in_sandbox()) GTEST_SKIP() << "run through scripts/test (private D-Bus session and keyring)";
+    LearnedExpiryTest::SetUp();
+  }
+};
+
+TEST_F(LearnedExpiryKeyringTest, ALearnedExpiryIsKeptWithTheProfileAcrossARestart) {
+  const std::string key = unique_key();
+  const double expires = static_cast<double>(now_s()) + 50 * 86400 + 0.5;
+  KosliStandIn standin(pki_, json{{"keys", {entry(key, "k1", expires)}}}.dump());
+  const std::vector<std::string> args = {"--backend", "secret-service", "--ca-file", pki_.ca_cert};
+  const std::string when = rfc3339(static_cast<std::int64_t>(std::floor(expires)));
+  {
+    Daemon daemon(socket(), args, no_proxy());
+    ASSERT_EQ(store_sa("it-kept", key, standin.url(), "k1").exit_code, 0);
+    ASSERT_TRUE(eventually([&] { return learned("it-kept"); }, std::chrono::seconds(20))) << daemon.log();
+    ASSERT_EQ(cred(socket(), {"store", "--profile", "it-kept-me", "--org", "acme", "--kind", "personal",
+                              "--expires-at", "2030-01-31T00:00:00Z"},
+                   RunOptions{unique_key() + "\n"})
+                  .exit_code,
+              0);
+  }
+  Daemon daemon(socket(), args, no_proxy());
+  const auto kept = show("it-kept");
+  EXPECT_EQ(kept["expires_at"], when) << kept.dump();
+  EXPECT_EQ(kept["expiry_source"], "kosli");
+  EXPECT_EQ(show("it-kept-me")["expiry_source"], "user");
+  EXPECT_EQ(show("it-kept-me")["expires_at"], "2030-01-31T00:00:00Z");
+  for (const std::string profile : {"it-kept", "it-kept-me"}) cred(socket(), {"erase", "--profile", profile});
+}
+
 }  // namespace
 }  // namespace kosli::test
