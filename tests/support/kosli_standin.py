@@ -60,8 +60,9 @@ def expiry(entry, asked=None):
 
 
 def metadata(entry):
+    expires = expiry(entry)  # first: it fills in created_at
     return {"id": entry.get("key_id"), "description": entry.get("description", "a stand-in key"),
-            "created_at": entry["created_at"], "expires_at": expiry(entry),
+            "created_at": entry["created_at"], "expires_at": expires,
             "last_used_at": entry.get("last_used_at")}
 
 
