@@ -16,6 +16,7 @@
 #include "client/cli_error.hpp"
 #include "client/core_dumps.hpp"
 #include "client/exec_program.hpp"
+#include "client/expiry_text.hpp"
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
@@ -42,19 +43,6 @@ void warn_if_not_persistent(const ProfileMeta& meta) {
 void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 std::string when(std::int64_t t) { return t == 0 ? "never" : format_rfc3339(t); }
-
-// "in 12 days", "today", "expired 3 days ago"; "" for a key that never expires.
-std::string days_left_text(std::int64_t expires_at) {
-  if (expires_at == 0) return {};
-  const auto now = now_s();
-  if (expires_at <= now) {
-    const auto ago = -days_left(expires_at, now) - 1;
-    return ago <= 0 ? "expired" : "expired " + std::to_string(ago) + (ago == 1 ? " day ago" : " days ago");
-  }
-  const auto days = days_left(expires_at, now);
-  if (days == 0) return "today";
-  return "in " + std::to_string(days) + (days == 1 ? " day" : " days");
-}
 
 // One line on stderr (stdout carries the token) when the key is close to expiry.
 void warn_if_expiring(const std::string& profile, const TokenInfo& info) {
@@ -127,6 +115,14 @@ int cmd_store(DaemonClient& daemon, const StoreArgs& args) {
   const auto& meta = stored.profile;
   std::printf("%s profile '%s': org %s on %s, key %s\n", stored.created ? "Stored" : "Replaced",
               meta.name.c_str(), meta.org.c_str(), meta.host.c_str(), meta.fingerprint.c_str());
+  if (meta.expires_at != 0) {
+    std::printf("Its key expires at %s.\n", expiry_sentence(meta).c_str());
+  } else if (!meta.service_account.empty() && !meta.key_id.empty() && meta.kind == KeyKind::service_account) {
+    std::printf("Its key's expiry is being learned from Kosli; see it with: kosli-cred show --profile %s\n",
+                meta.name.c_str());
+  } else {
+    std::printf("Its key's expiry is %s\n", expiry_sentence(meta).c_str());
+  }
   warn_if_not_persistent(meta);
   return exit_code::ok;
 }
@@ -207,16 +203,18 @@ int cmd_list(DaemonClient& daemon, bool as_json) {
   }
   if (list.unreadable > 0) api::require_profile(std::nullopt);  // exit 1: an item this client cannot read
   std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", "PROFILE", "ORG", "HOST", "KIND", "EXPIRES", "LEFT", "KEY");
-  bool any_volatile = false;
+  bool any_volatile = false, any_unknown = false;
   const auto& metas = list.profiles;
   for (const auto& meta : metas) {
     any_volatile |= !meta.persistent;
+    any_unknown |= meta.expires_at == 0;
     const std::string left = meta.expires_at == 0 ? "-" : days_left_text(meta.expires_at);
     std::printf("%-20s %-20s %-28s %-16s %-21s %-18s %s\n", display_safe(meta.name).c_str(),
                 display_safe(meta.org).c_str(), display_safe(meta.host).c_str(),
-                std::string(kind_name(meta.kind)).c_str(), when(meta.expires_at).c_str(), left.c_str(),
+                std::string(kind_name(meta.kind)).c_str(), expiry_column(meta).c_str(), left.c_str(),
                 display_safe(meta.fingerprint).c_str());
   }
+  if (any_unknown) std::printf("(every Kosli key expires; kosli-cred show --profile P says how to learn an unknown expiry)\n");
   print_git_mapping(metas);
   if (any_volatile) {
     std::fprintf(stderr, "kosli-cred: warning: kosli-credd keeps these keys in memory only (backend "
@@ -241,8 +239,7 @@ int cmd_show(DaemonClient& daemon, const std::string& profile, bool as_json) {
   std::printf("kind:             %s\n", std::string(kind_name(meta.kind)).c_str());
   if (!meta.description.empty()) std::printf("description:      %s\n", text(meta.description).c_str());
   std::printf("created:          %s\n", when(meta.created_at).c_str());
-  std::printf("expires:          %s%s\n", when(meta.expires_at).c_str(),
-              meta.expires_at == 0 ? "" : (" (" + days_left_text(meta.expires_at) + ")").c_str());
+  std::printf("expires:          %s\n", expiry_sentence(meta).c_str());
   std::printf("key fingerprint:  %s\n", text(meta.fingerprint).c_str());
   if (!meta.service_account.empty()) std::printf("service account:  %s\n", text(meta.service_account).c_str());
   if (!meta.key_id.empty()) std::printf("key id:           %s\n", text(meta.key_id).c_str());
@@ -291,6 +288,9 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
       std::printf("expiry:    profile '%s': the key expires %s (%s)\n", text(e.profile).c_str(),
                   days_left_text(e.expires_at).c_str(), at(e.expires_at).c_str());
     }
+  }
+  for (const auto& u : h.expiry_unknown) {
+    std::printf("expiry:    profile '%s': unknown: %s\n", text(u.profile).c_str(), text(u.how_to_learn).c_str());
   }
   for (const auto& r : h.rotation) {
     std::string line = "rotation:  profile '" + text(r.profile) + "': ";

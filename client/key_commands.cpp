@@ -30,6 +30,11 @@ int cmd_verify(DaemonClient& daemon, const std::string& profile, bool as_json) {
   } else if (code == exit_code::ok) {
     std::printf("Profile '%s': Kosli accepts the key (%s) for org %s on %s.\n", profile.c_str(),
                 or_unknown(v.fingerprint).c_str(), or_unknown(v.org).c_str(), or_unknown(v.host).c_str());
+    std::printf("Its key expires: %s\n",
+                v.expires_at == 0 ? "unknown (kosli-cred show says how to learn it)"
+                                  : (format_rfc3339(v.expires_at) +
+                                     (v.expiry_source == kExpiryFromKosli ? " (from Kosli)" : " (as given)"))
+                                        .c_str());
   } else {
     std::fprintf(stderr, "kosli-cred: %s\n", v.message.c_str());
   }

@@ -125,6 +125,9 @@ json to_json(const HealthAnswer& h) {
     json expiring = json::array();
     for (const auto& e : h.expiring) expiring.push_back(to_json(e));
     j["expiring"] = std::move(expiring);
+    json unknown = json::array();
+    for (const auto& u : h.expiry_unknown) unknown.push_back(json{{"profile", u.profile}, {"how_to_learn", u.how_to_learn}});
+    j["expiry_unknown"] = std::move(unknown);
   } else {
     j["profiles"] = nullptr;
     j["store_error"] = h.store_error;
@@ -162,6 +165,9 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
   for (const auto& e : objects(j, "expiring")) {
     h.expiring.push_back(ExpiringKey{text(e, "profile"), time_at(e, "expires_at"), number(e, "days_left"),
                                      flag(e, "expired")});
+  }
+  for (const auto& u : objects(j, "expiry_unknown")) {
+    h.expiry_unknown.push_back(UnknownExpiry{text(u, "profile"), text(u, "how_to_learn")});
   }
   h.rotates = j.contains("rotation") || j.contains("waiting_keys");
   for (const auto& r : objects(j, "rotation")) {
@@ -235,6 +241,8 @@ json to_json(const VerifyAnswer& v) {
          {"kosli_status", v.kosli_status},
          {"checked_at", format_rfc3339(v.checked_at)},
          {"message", v.message}};
+  j["expires_at"] = time_or_null(v.expires_at);
+  j["expiry_source"] = v.expires_at == 0 ? json(nullptr) : string_or_null(v.expiry_source);
   if (!v.warning.empty()) j["warning"] = v.warning;
   return j;
 }
@@ -247,7 +255,8 @@ std::optional<VerifyAnswer> verify_from_json(const json& j) {
                       text(j, "host"),        text(j, "fingerprint"),
                       text(j, "result"),      static_cast<int>(number(j, "kosli_status")),
                       time_at(j, "checked_at"), text(j, "message"),
-                      text(j, "warning")};
+                      text(j, "warning"),     time_at(j, "expires_at"),
+                      text(j, "expiry_source")};
 }
 
 json to_json(const RotateAnswer& r) {

@@ -28,6 +28,13 @@ struct ExpiringKey {
   bool expired = false;
 };
 
+// GET /v1/health, "expiry_unknown": a profile whose key's expiry is not known
+// (every Kosli key expires), with how to learn it.
+struct UnknownExpiry {
+  std::string profile;
+  std::string how_to_learn;
+};
+
 // GET /v1/health, "rotation": a profile the daemon rotates on a schedule.
 struct RotationSchedule {
   std::string profile;
@@ -100,6 +107,7 @@ struct HealthAnswer {
   std::string store_error;
   int expiry_warning_days = 0;  // sent with profiles
   std::vector<ExpiringKey> expiring;
+  std::vector<UnknownExpiry> expiry_unknown;  // sent with profiles
   // A daemon that can rotate keys (one with a Kosli API client) sends rotation
   // and waiting_keys, empty or not; another sends neither.
   bool rotates = false;
@@ -137,6 +145,10 @@ struct VerifyAnswer {
   std::int64_t checked_at = 0;
   std::string message;
   std::string warning;  // sent only when not empty
+  // The key's expiry after the check (Kosli tells a service-account key's own);
+  // 0 and empty: unknown (null on the wire).
+  std::int64_t expires_at = 0;
+  std::string expiry_source;
 };
 
 nlohmann::json to_json(const VerifyAnswer& answer);

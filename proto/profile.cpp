@@ -38,6 +38,19 @@ std::optional<KeyKind> kind_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
+std::string how_to_learn_expiry(const ProfileMeta& m) {
+  const std::string again = "kosli-cred token --profile " + m.name + " | kosli-cred store --profile " + m.name +
+                            " --org " + m.org + " --host " + m.host;
+  if (m.kind == KeyKind::personal) {
+    return "Kosli tells no one a personal key's expiry; give it: " + again + " --kind personal --expires-at TIME";
+  }
+  if (m.service_account.empty() || m.key_id.empty()) {
+    return "store it with its service account and key id, and kosli-credd learns it from Kosli: " + again +
+           " --service-account SA --key-id ID";
+  }
+  return "not learned from Kosli yet; ask now: kosli-cred verify --profile " + m.name;
+}
+
 json to_json(const ProfileMeta& m) {
   return json{
       {"name", m.name},
@@ -47,6 +60,7 @@ json to_json(const ProfileMeta& m) {
       {"description", m.description},
       {"created_at", time_or_null(m.created_at)},
       {"expires_at", time_or_null(m.expires_at)},
+      {"expiry_source", m.expires_at == 0 || m.expiry_source.empty() ? json(nullptr) : json(m.expiry_source)},
       {"fingerprint", m.fingerprint},
       {"service_account", m.service_account.empty() ? json(nullptr) : json(m.service_account)},
       {"key_id", m.key_id.empty() ? json(nullptr) : json(m.key_id)},
@@ -66,7 +80,7 @@ std::optional<ProfileMeta> profile_from_json(const json& j) {
   for (const auto& [field, out] :
        {std::pair{"description", &m.description}, {"fingerprint", &m.fingerprint},
         {"service_account", &m.service_account}, {"key_id", &m.key_id},
-        {"last_verify_result", &m.last_verify_result}}) {
+        {"last_verify_result", &m.last_verify_result}, {"expiry_source", &m.expiry_source}}) {
     if (read_string(j, field, false, *out)) return std::nullopt;
   }
   const auto k = kind_from_name(kind);

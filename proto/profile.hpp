@@ -34,7 +34,8 @@ struct ProfileMeta {
   KeyKind kind = KeyKind::service_account;
   std::string description;
   std::int64_t created_at = 0;  // Unix seconds
-  std::int64_t expires_at = 0;  // Unix seconds, 0 = never
+  std::int64_t expires_at = 0;  // Unix seconds, 0 = unknown (every Kosli key expires)
+  std::string expiry_source;    // kExpiryFromKosli, kExpiryFromUser; empty = unknown
   std::string fingerprint;      // "sha256:" + 12 hex
   std::string service_account;
   std::string key_id;
@@ -47,6 +48,13 @@ struct ProfileMeta {
 inline constexpr std::string_view kVerifyValid = "valid";          // 200
 inline constexpr std::string_view kVerifyInvalid = "invalid";      // 401: invalid, revoked or expired
 inline constexpr std::string_view kVerifyForbidden = "forbidden";  // 403: valid, but not for the org
+
+// Where a profile's expires_at came from ("expiry_source" on the wire; null: unknown).
+inline constexpr std::string_view kExpiryFromKosli = "kosli";  // Kosli's api-keys answer, or a rotation's
+inline constexpr std::string_view kExpiryFromUser = "user";    // --expires-at (or git's password_expiry_utc)
+
+// For a profile whose expires_at is unknown (0): how to learn it, as a command.
+std::string how_to_learn_expiry(const ProfileMeta& meta);
 
 nlohmann::json to_json(const ProfileMeta& meta);
 // Parses a profile as the daemon sends it; nullopt when a field is missing or mistyped.

@@ -51,6 +51,9 @@ void Router::health(Reply reply) {
       answer.profiles = static_cast<std::int64_t>(list->size());
       answer.expiry_warning_days = policy_.expiry_warning_days();
       answer.expiring = expiry_summary(*list, policy_.expiry_warning_days(), now_s());
+      for (const auto& meta : *list) {
+        if (meta.expires_at == 0) answer.expiry_unknown.push_back(UnknownExpiry{meta.name, how_to_learn_expiry(meta)});
+      }
     } else {
       answer.store_error = std::get<StoreError>(profiles).message;
     }
@@ -103,7 +106,10 @@ void Router::put_profile(const std::string& name, Request& request, const Peer& 
     }
     cache_.put(name, put->api_key,
                TokenInfo{meta.org, meta.host, meta.expires_at, policy_.expiry_warning_days()}, generation);
-    if (lifecycle_) lifecycle_->profile_changed(name);
+    if (lifecycle_) {
+      lifecycle_->profile_changed(name);
+      if (expiry_learnable(meta)) lifecycle_->learn_expiry(name, peer);
+    }
     const bool replaced = std::get<bool>(stored);
     spdlog::info("store: profile '{}' {} (org {}, {}, {})", name, replaced ? "replaced" : "created",
                  meta.org, meta.host, meta.fingerprint);

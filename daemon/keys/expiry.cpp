@@ -13,6 +13,10 @@ std::optional<std::string> expired(const std::string& name, const TokenInfo& inf
          name + " < new-key";
 }
 
+bool expiry_learnable(const ProfileMeta& meta) {
+  return meta.kind == KeyKind::service_account && !meta.service_account.empty() && !meta.key_id.empty();
+}
+
 std::string expiry_note(const TokenInfo& info) {
   const auto now = now_s();
   if (!expiring_within(info.expires_at, info.expiry_warning_days, now)) return {};

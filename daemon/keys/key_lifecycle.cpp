@@ -170,20 +170,32 @@ void KeyLifecycle::verify(const std::string& name, const Peer& peer, std::functi
                   "' (403); check the profile's org, or the service account's role in Kosli";
       }
       const auto checked_at = now_s();
-      worker_.submit([this, name, peer, reply, current, result, status, message, checked_at](
-                         Store& store, Store::Deadline deadline) {
+      const auto record = [this, name, peer, reply, current, result, status, message,
+                           checked_at](LearnedExpiry expiry) {
+        worker_.submit([this, name, peer, reply, current, result, status, message, checked_at,
+                        expiry](Store& store, Store::Deadline deadline) {
         const ProfileMeta& meta = current->meta;
         VerifyAnswer answer{name, meta.org, meta.host, meta.fingerprint, std::string(result), status, checked_at, message, {}};
+        answer.expires_at = expiry.expires_at;
+        answer.expiry_source = expiry.expires_at == 0 ? std::string() : expiry.source;
         auto recorded = store.record_verification(name, meta.fingerprint, checked_at, result, deadline);
         if (auto* e = std::get_if<StoreError>(&recorded)) {
           answer.warning = "the result could not be saved with the profile: " + e->message;
+        }
+        if (!expiry.error.empty()) {
+          answer.warning += (answer.warning.empty() ? "" : "; ") + std::string("the key's expiry was not learned: ") +
+                            expiry.error;
         }
         spdlog::info("verify: profile '{}' ({}): {} (Kosli answered {})", name, meta.fingerprint, result, status);
         audit_.record(AuditRecord{"verify", name, result, "Kosli answered " + std::to_string(status) + " for " +
                                                               meta.fingerprint},
                       peer);
         reply(std::move(answer));
-      });
+        });
+      };
+      // A key Kosli accepts tells its own expiry (a service-account key with a key id).
+      if (result == kVerifyValid && expiry_learnable(meta)) return ask_expiry(current, peer, record);
+      record(LearnedExpiry{meta.expires_at, meta.expiry_source, {}});
     });
   });
 }

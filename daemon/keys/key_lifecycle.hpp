@@ -93,6 +93,11 @@ class KeyLifecycle {
   // close to its expiry are told to the user's desktop.
   Notices& notices() { return notices_; }
 
+  // A user stored the profile's key: when it is a service-account key with a
+  // key id, its expiry is learned from Kosli just after (the store does not
+  // wait for Kosli), kept with the profile and audited.
+  void learn_expiry(const std::string& name, const Peer& peer);
+
   // Fills the health answer's rotation (scheduled rotation per profile, with
   // its last failure), waiting keys and rotation hooks.
   void describe(HealthAnswer& health);
@@ -142,6 +147,20 @@ class KeyLifecycle {
   // Where a rotation hook's attempt reads the key it publishes (RotateHooks::KeySource).
   void hook_key(const std::string& name, const std::string& fingerprint,
                 std::function<void(RotateHooks::KeyLookup)> done);
+
+  // What Kosli said about a key's expiry: the profile's expiry after asking
+  // (unchanged when Kosli was not reached), and why it was not learned.
+  struct LearnedExpiry {
+    std::int64_t expires_at = 0;
+    std::string source;
+    std::string error;  // empty: learned
+  };
+  // Asks Kosli for `current`'s expiry and keeps Kosli's answer with the
+  // profile. `done` runs on the store's thread, or on the API's when Kosli was not reached.
+  void ask_expiry(std::shared_ptr<StoredKey> current, const Peer& peer, std::function<void(LearnedExpiry)> done);
+  // The periodic refresh of every learnable key's expiry (learned_expiry.cpp).
+  void arm_expiry_refresh(std::chrono::milliseconds delay);
+  void refresh_expiries();
 
   void schedule_retry();
   void retry_waiting();

@@ -28,6 +28,11 @@ constexpr std::chrono::seconds kMaxScheduleSleep{3600};
 // When the store cannot list profiles for the schedule, it is asked again after this long.
 constexpr std::chrono::seconds kScheduleListRetry{60};
 constexpr std::int64_t kDay = 86400;
+// Kosli is asked for service-account keys' expiry this long after the daemon
+// starts, then daily; hourly while one of them is not known from Kosli.
+constexpr std::chrono::seconds kFirstExpiryRefresh{60};
+constexpr std::chrono::seconds kExpiryRefresh{24 * 3600};
+constexpr std::chrono::seconds kUnknownExpiryRefresh{3600};
 
 // When the old key stops working, for messages.
 std::string when_old_key_ends(std::int64_t grace_end);

@@ -117,6 +117,7 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
     meta.fingerprint = fingerprint(request->api_key);
     meta.created_at = now;
     meta.expires_at = request->expires_at.value_or(0);
+    meta.expiry_source = meta.expires_at != 0 ? std::string(kExpiryFromUser) : std::string();
     // The old key's id names another key now; keep API rotation working with --key-id.
     meta.key_id = request->key_id;
     meta.last_verified_at = verify_result.empty() ? 0 : now;
@@ -141,6 +142,7 @@ void KeyLifecycle::replace_by_hand(const std::string& name, std::shared_ptr<Rota
                   peer);
     reply(rotation_body(meta, current->meta.fingerprint, false, verify_result, 0, {}));
     hooks_.rotated(meta, 0);
+    if (expiry_learnable(meta)) learn_expiry(name, peer);
     arm_schedule(std::chrono::milliseconds(0));
   });
 }
@@ -225,8 +227,12 @@ void KeyLifecycle::on_rotated(std::shared_ptr<ApiRotation> rotation, RotateOutco
   ProfileMeta meta = old;
   meta.fingerprint = fingerprint(rotation->rotated.key);
   meta.created_at = now_s();
+  // Kosli's answer says the new key's expiry; without it, what was asked for (or unknown until learned).
   meta.expires_at = rotation->rotated.expires_at != 0 ? rotation->rotated.expires_at
                                                       : rotation->call.expires_at.value_or(0);
+  meta.expiry_source = rotation->rotated.expires_at != 0 ? std::string(kExpiryFromKosli)
+                       : meta.expires_at != 0           ? std::string(kExpiryFromUser)
+                                                        : std::string();
   meta.key_id = rotation->rotated.key_id;
   meta.last_verified_at = 0;
   meta.last_verify_result.clear();

@@ -41,6 +41,7 @@ std::optional<std::int64_t> due_at(const ProfileMeta& meta, const ProfileConfig&
 // ---- scheduled rotation ----------------------------------------------------------
 
 void KeyLifecycle::start() {
+  arm_expiry_refresh(kFirstExpiryRefresh);
   if (std::none_of(profiles_.begin(), profiles_.end(), [](const auto& p) { return has_schedule(p.second); })) return;
   for (const auto& [name, c] : profiles_) {
     if (!has_schedule(c)) continue;

@@ -14,6 +14,7 @@ ProfileMeta meta_from_put(const std::string& name, const PutProfileRequest& put,
   meta.description = put.description;
   meta.created_at = now_s();
   meta.expires_at = put.expires_at;
+  if (put.expires_at != 0) meta.expiry_source = std::string(kExpiryFromUser);
   meta.fingerprint = fingerprint(put.api_key);
   meta.service_account = put.service_account;
   meta.key_id = put.key_id;

@@ -66,6 +66,21 @@ std::string kosli_message(std::string_view body) {
 
 }  // namespace
 
+std::optional<KeyInfo> parse_key_info(std::string_view body) {
+  // A SecretJson only because answer_time reads one: this answer holds no key.
+  const auto j = SecretJson::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  KeyInfo info;
+  if (const auto id = j.find("id"); id != j.end()) {
+    if (id->is_string()) info.id = std::string(id->get_ref<const WipingString&>());
+    if (id->is_number_integer()) info.id = std::to_string(id->get<std::int64_t>());
+  }
+  info.created_at = answer_time(j, "created_at");
+  info.expires_at = answer_time(j, "expires_at");
+  info.last_used_at = answer_time(j, "last_used_at");
+  return info;
+}
+
 std::variant<std::unique_ptr<KosliApi>, std::string> KosliApi::open(KosliApiOptions options) {
   auto opened = HttpsClient::open(std::move(options));
   if (auto* error = std::get_if<std::string>(&opened)) return *error;
@@ -136,6 +151,29 @@ void KosliApi::rotate_key(const RotateCall& rotate, const Secret& key, std::func
                                "Kosli at " + base + " answered the rotation without a new key (protocol)", true});
     }
     done(std::move(rotated));
+  });
+}
+
+void KosliApi::key_info(const std::string& host, const std::string& org, const std::string& service_account,
+                        const std::string& key_id, const Secret& key, std::function<void(KeyInfoOutcome)> done) {
+  auto call = std::make_shared<HttpCall>();
+  call->base = host;
+  call->method = "GET";
+  call->path = "/api/v2/service-accounts/" + path_segment(org) + "/" + path_segment(service_account) + "/api-keys/" +
+               path_segment(key_id);
+  call->bearer = key.clone();
+  call->want_body = true;
+  https_->perform(call, [done = std::move(done), host](HttpOutcome outcome) {
+    if (auto* f = std::get_if<KosliFailure>(&outcome)) return done(std::move(*f));
+    auto& answer = std::get<HttpAnswer>(outcome);
+    if (answer.status != 200) return done(KosliRefusal{answer.status, kosli_message(answer.body)});
+    auto info = parse_key_info(answer.body);
+    if (!info) {
+      return done(KosliFailure{Unreachable::protocol,
+                               "Kosli at " + host + " answered the key's metadata with something not JSON (protocol)",
+                               false});
+    }
+    done(std::move(*info));
   });
 }
 

@@ -34,6 +34,22 @@ struct RotatedKey {
   std::int64_t grace_period_expires_at = 0;  // when the old key stops working; 0 = not said
 };
 
+// A service-account key's metadata as Kosli tells it to the key itself:
+// GET <host>/api/v2/service-accounts/<org>/<sa>/api-keys/<key_id> answers
+// {id, description, created_at, expires_at, last_used_at}, times in Unix
+// seconds that may be fractional.
+struct KeyInfo {
+  std::string id;
+  std::int64_t created_at = 0;    // Unix seconds, 0 = not said
+  std::int64_t expires_at = 0;    // Unix seconds, 0 = not said
+  std::int64_t last_used_at = 0;  // Unix seconds, 0 = never or not said
+};
+
+// The answer's body read; nullopt when it is not a JSON object. A time that is
+// null, not a number or RFC 3339 text, or out of range reads as 0; a fraction
+// of a second is dropped.
+std::optional<KeyInfo> parse_key_info(std::string_view body);
+
 struct RotateCall {
   std::string host;  // normalised base URL
   std::string org;
@@ -46,6 +62,7 @@ struct RotateCall {
 // The HTTP status of GET /api/v2/environments/<org> made with the key.
 using CheckOutcome = std::variant<int, KosliFailure>;
 using RotateOutcome = std::variant<RotatedKey, KosliRefusal, KosliFailure>;
+using KeyInfoOutcome = std::variant<KeyInfo, KosliRefusal, KosliFailure>;
 
 class KosliApi {
  public:
@@ -69,6 +86,11 @@ class KosliApi {
   // POST <host>/api/v2/service-accounts/<org>/<sa>/api-keys/<key_id>/rotate with
   // the current key as bearer. `done` runs on the API's thread.
   void rotate_key(const RotateCall& call, const Secret& key, std::function<void(RotateOutcome)> done);
+
+  // GET <host>/api/v2/service-accounts/<org>/<sa>/api-keys/<key_id> with the
+  // key as bearer: the key's own metadata (its expiry). `done` runs on the API's thread.
+  void key_info(const std::string& host, const std::string& org, const std::string& service_account,
+                const std::string& key_id, const Secret& key, std::function<void(KeyInfoOutcome)> done);
 
  private:
   explicit KosliApi(std::unique_ptr<HttpsClient> https);

@@ -50,4 +50,14 @@ StoreResult<bool> MemoryStore::record_verification(std::string_view name, std::s
   return true;
 }
 
+StoreResult<bool> MemoryStore::record_expiry(std::string_view name, std::string_view fingerprint,
+                                             std::int64_t expires_at, std::string_view source, Deadline) {
+  std::lock_guard lock(mutex_);
+  const auto it = profiles_.find(name);
+  if (it == profiles_.end() || it->second.meta.fingerprint != fingerprint) return false;
+  it->second.meta.expires_at = expires_at;
+  it->second.meta.expiry_source = std::string(source);
+  return true;
+}
+
 }  // namespace kosli::daemon

@@ -22,6 +22,8 @@ class MemoryStore final : public Store {
   StoreResult<bool> erase(std::string_view name, Deadline) override;
   StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint, std::int64_t at,
                                         std::string_view result, Deadline) override;
+  StoreResult<bool> record_expiry(std::string_view name, std::string_view fingerprint, std::int64_t expires_at,
+                                  std::string_view source, Deadline) override;
 
  private:
   std::mutex mutex_;

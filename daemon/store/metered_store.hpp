@@ -42,6 +42,10 @@ class MeteredStore final : public Store {
                                         std::string_view result, Deadline deadline) override {
     return counted(store_.record_verification(name, fingerprint, at, result, deadline));
   }
+  StoreResult<bool> record_expiry(std::string_view name, std::string_view fingerprint, std::int64_t expires_at,
+                                  std::string_view source, Deadline deadline) override {
+    return counted(store_.record_expiry(name, fingerprint, expires_at, source, deadline));
+  }
 
  private:
   template <class T>

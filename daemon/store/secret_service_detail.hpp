@@ -33,6 +33,7 @@ inline constexpr const char* kAttrOrg = "org";
 inline constexpr const char* kAttrHost = "host";
 inline constexpr const char* kAttrKind = "kind";
 inline constexpr const char* kAttrExpiresAt = "expires_at";
+inline constexpr const char* kAttrExpirySource = "expiry_source";
 inline constexpr const char* kAttrServiceAccount = "service_account";
 inline constexpr const char* kAttrKeyId = "key_id";
 inline constexpr const char* kAttrCreatedAt = "created_at";

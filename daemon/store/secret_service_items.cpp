@@ -12,6 +12,7 @@ const SecretSchema* schema() {
           {kAttrHost, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrKind, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrExpiresAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
+          {kAttrExpirySource, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrServiceAccount, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrKeyId, SECRET_SCHEMA_ATTRIBUTE_STRING},
           {kAttrCreatedAt, SECRET_SCHEMA_ATTRIBUTE_STRING},
@@ -63,6 +64,7 @@ Attributes to_attributes(const ProfileMeta& m) {
       {kAttrHost, m.host},
       {kAttrKind, std::string(kind_name(m.kind))},
       {kAttrExpiresAt, std::to_string(m.expires_at)},
+      {kAttrExpirySource, m.expiry_source},
       {kAttrServiceAccount, m.service_account},
       {kAttrKeyId, m.key_id},
       {kAttrCreatedAt, std::to_string(m.created_at)},
@@ -81,6 +83,9 @@ ProfileMeta to_meta(const Attributes& a, std::int64_t created) {
   m.host = attr(a, kAttrHost);
   m.kind = kind_from_name(attr(a, kAttrKind)).value_or(KeyKind::service_account);
   m.expires_at = attr_int(a, kAttrExpiresAt);
+  m.expiry_source = attr(a, kAttrExpirySource);
+  // Stored before the source was kept: an expiry then came only from the user.
+  if (m.expires_at != 0 && m.expiry_source.empty()) m.expiry_source = std::string(kExpiryFromUser);
   m.service_account = attr(a, kAttrServiceAccount);
   m.key_id = attr(a, kAttrKeyId);
   m.created_at = attr_int(a, kAttrCreatedAt);

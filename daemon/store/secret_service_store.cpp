@@ -150,6 +150,22 @@ StoreResult<bool> SecretServiceStore::put(const ProfileMeta& meta, const Secret&
 StoreResult<bool> SecretServiceStore::record_verification(std::string_view name, std::string_view fingerprint,
                                                           std::int64_t at, std::string_view result,
                                                           Deadline deadline) {
+  return set_attributes(name, fingerprint,
+                        {{kAttrLastVerifiedAt, std::to_string(at)}, {kAttrLastVerifyResult, std::string(result)}},
+                        deadline);
+}
+
+StoreResult<bool> SecretServiceStore::record_expiry(std::string_view name, std::string_view fingerprint,
+                                                    std::int64_t expires_at, std::string_view source,
+                                                    Deadline deadline) {
+  return set_attributes(name, fingerprint,
+                        {{kAttrExpiresAt, std::to_string(expires_at)}, {kAttrExpirySource, std::string(source)}},
+                        deadline);
+}
+
+StoreResult<bool> SecretServiceStore::set_attributes(
+    std::string_view name, std::string_view fingerprint,
+    const std::vector<std::pair<const char*, std::string>>& changes, Deadline deadline) {
   return impl_->once_more_if_stale(deadline, [&](Impl::Call& call) -> StoreResult<bool> {
     auto found = impl_->search(call, name);
     if (auto* e = std::get_if<StoreError>(&found)) return *e;
@@ -158,8 +174,7 @@ StoreResult<bool> SecretServiceStore::record_verification(std::string_view name,
     Attributes attrs = own_attributes(item_attributes(item));
     if (attr(attrs, kAttrFingerprint) != fingerprint) return false;
     if (secret_item_get_locked(item)) return locked_error();
-    attrs[kAttrLastVerifiedAt] = std::to_string(at);
-    attrs[kAttrLastVerifyResult] = std::string(result);
+    for (const auto& [key, value] : changes) attrs[key] = value;
     const auto table = to_hash_table(attrs);
     GError* error = nullptr;
     if (!secret_item_set_attributes_sync(item, schema(), table.get(), call.cancellable(), &error)) {

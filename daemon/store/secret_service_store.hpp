@@ -8,6 +8,8 @@
 #pragma once
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "daemon/store/store.hpp"
 
@@ -40,8 +42,13 @@ class SecretServiceStore final : public Store {
   // Updates the item's attributes in place; the secret is not read or rewritten.
   StoreResult<bool> record_verification(std::string_view name, std::string_view fingerprint, std::int64_t at,
                                         std::string_view result, Deadline deadline) override;
+  StoreResult<bool> record_expiry(std::string_view name, std::string_view fingerprint, std::int64_t expires_at,
+                                  std::string_view source, Deadline deadline) override;
 
  private:
+  // Sets `changes` on the profile's newest item, provided it holds `fingerprint`.
+  StoreResult<bool> set_attributes(std::string_view name, std::string_view fingerprint,
+                                   const std::vector<std::pair<const char*, std::string>>& changes, Deadline deadline);
   class Impl;
   std::unique_ptr<Impl> impl_;
 };

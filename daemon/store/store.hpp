@@ -70,6 +70,21 @@ class Store {
     if (auto* e = std::get_if<StoreError>(&put_result)) return *e;
     return true;
   }
+
+  // Records a key's expiry and where it came from (kExpiryFromKosli, …) on the
+  // profile, on the same terms as record_verification.
+  virtual StoreResult<bool> record_expiry(std::string_view name, std::string_view fingerprint,
+                                          std::int64_t expires_at, std::string_view source, Deadline deadline) {
+    auto loaded = load(name, deadline);
+    if (auto* e = std::get_if<StoreError>(&loaded)) return *e;
+    auto& stored = std::get<std::optional<StoredKey>>(loaded);
+    if (!stored || stored->meta.fingerprint != fingerprint) return false;
+    stored->meta.expires_at = expires_at;
+    stored->meta.expiry_source = std::string(source);
+    auto put_result = put(stored->meta, stored->key, deadline);
+    if (auto* e = std::get_if<StoreError>(&put_result)) return *e;
+    return true;
+  }
 };
 
 }  // namespace kosli::daemon

@@ -139,6 +139,7 @@ TEST_F(RotationKeyringTest, RotateViaApiEndToEndAndAfterARestart) {
     const auto shown = show("it-api");
     EXPECT_EQ(shown["key_id"], new_id);
     EXPECT_EQ(shown["expires_at"], rfc3339(expires));
+    EXPECT_EQ(shown["expiry_source"], "kosli") << "the rotation's answer said it";
     EXPECT_EQ(shown["last_verify_result"], "valid") << "the new key was checked before it was stored";
     EXPECT_EQ(requests(standin, "GET", "/api/v2/environments/acme").back()["key_id"], new_id);
 

@@ -5,6 +5,12 @@ Serves HTTPS with a certificate the test made, and implements the two calls the
 credential helper makes:
   GET  /api/v2/environments/<org>                                   (is this key valid?)
   POST /api/v2/service-accounts/<org>/<sa>/api-keys/<key_id>/rotate (a new key, with grace)
+  GET  /api/v2/service-accounts/<org>/<sa>/api-keys/<key_id>        (a key's metadata: its expiry)
+  GET  /api/v2/service-accounts/<org>/<sa>/api-keys                 (every key of the account)
+Every key expires, as on Kosli: one without "expires_at" (or 0) gets the maximum
+lifetime (365 days from its "created_at", which defaults to when the stand-in
+first saw it), and a later date is capped to it. Times in answers are epoch
+seconds with a fraction, as Kosli sends them.
 plus, for tests:
   GET  /_standin/state     what it holds and every request it saw (with the
                            key_id of the key that authenticated it, never a key)
@@ -16,7 +22,9 @@ The keys it accepts come from a JSON state file (never the command line):
              "expires_at": 0}],
    "key_field": "key",            # or "api_key": the rotate answer's field name
    "hold_rotate": false,          # true: a rotation waits for /_standin/release
-   "fail_next": [503]}            # statuses for the next API requests, in order
+   "fail_next": [503],            # statuses for the next API requests, in order
+                                  # (not the api-keys reads, which the daemon makes on its own)
+   "key_info_down": false}        # true: an api-keys read gets its connection closed, no answer
 The server names clients send (SNI) are listed in the state's "sni" (null for
 none). With --plain it speaks plain HTTP instead (for loopback-only http:// hosts).
 Prints "ready <port>" on stdout once it listens.
@@ -39,10 +47,28 @@ STATE = {"keys": [], "key_field": "key", "requests": [], "hold_rotate": False, "
 
 ENVIRONMENTS = re.compile(r"^/api/v2/environments/([^/]+)$")
 ROTATE = re.compile(r"^/api/v2/service-accounts/([^/]+)/([^/]+)/api-keys/([^/]+)/rotate$")
+API_KEY = re.compile(r"^/api/v2/service-accounts/([^/]+)/([^/]+)/api-keys/([^/]+)$")
+API_KEYS = re.compile(r"^/api/v2/service-accounts/([^/]+)/([^/]+)/api-keys$")
+MAX_LIFETIME = 365 * 86400
+
+
+def expiry(entry, asked=None):
+    """The key's expiry, as Kosli keeps it: never none, never past the maximum lifetime."""
+    created = entry.setdefault("created_at", time.time())
+    latest = created + MAX_LIFETIME
+    wanted = asked if asked is not None else entry.get("expires_at") or 0
+    return min(float(wanted), latest) if wanted else latest
+
+
+def metadata(entry):
+    expires = expiry(entry)  # first: it fills in created_at
+    return {"id": entry.get("key_id"), "description": entry.get("description", "a stand-in key"),
+            "created_at": entry["created_at"], "expires_at": expires,
+            "last_used_at": entry.get("last_used_at")}
 
 
 def live(entry, now):
-    if entry.get("expires_at", 0) and entry["expires_at"] < now:
+    if expiry(entry) < now:
         return False
     if entry.get("grace_until") and entry["grace_until"] < now:
         return False
@@ -108,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
             if self.path == "/_standin/state":
                 return self.answer(200, STATE)
             self.record("GET")
+            one, every = API_KEY.match(self.path), API_KEYS.match(self.path)
+            if one or every:
+                return self.api_keys(one or every, one is not None)
             if self.injected_failure():
                 return None
             m = ENVIRONMENTS.match(self.path)
@@ -119,6 +148,25 @@ class Handler(BaseHTTPRequestHandler):
             if entry["org"] != m.group(1):
                 return self.answer(403, {"message": "Forbidden"})
             return self.answer(200, [])
+
+    def api_keys(self, m, one):
+        if STATE.get("key_info_down"):
+            self.close_connection = True
+            return None
+        entry = self.caller()
+        if entry is None:
+            return self.answer(401, {"message": "Invalid API key"})
+        org, account = m.group(1), m.group(2)
+        if entry["org"] != org:
+            return self.answer(403, {"message": "Forbidden"})
+        entry["last_used_at"] = time.time()
+        keys = [k for k in STATE["keys"] if k.get("org") == org and k.get("service_account") == account]
+        if not one:
+            return self.answer(200, [metadata(k) for k in keys])
+        found = next((k for k in keys if k.get("key_id") == m.group(3)), None)
+        if found is None:
+            return self.answer(404, {"message": "API key not found"})
+        return self.answer(200, metadata(found))
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
@@ -156,13 +204,14 @@ class Handler(BaseHTTPRequestHandler):
                         if k.get("key_id") == key_id and k.get("service_account") == account), None)
             if old is None:
                 return self.answer(404, {"message": "no such key"})
-            now = int(time.time())
-            old["grace_until"] = now + grace * 3600
+            now = time.time()
+            old["grace_until"] = int(now) + grace * 3600
             new = {"key": "rotated-" + secrets.token_urlsafe(24), "org": org,
-                   "service_account": account, "key_id": "k" + secrets.token_hex(4),
-                   "expires_at": int(body.get("expires_at", 0) or 0)}
+                   "service_account": account, "key_id": "k" + secrets.token_hex(4), "created_at": now}
+            # Without an expiry the new key keeps the current one's; any is capped to the maximum lifetime.
+            new["expires_at"] = expiry(new, body.get("expires_at") or expiry(old))
             STATE["keys"].append(new)
-            return self.answer(200, {
+            return self.answer(201, {
                 "id": new["key_id"], STATE.get("key_field", "key"): new["key"],
                 "description": "rotated by the stand-in", "created_at": now,
                 "expires_at": new["expires_at"], "grace_period_expires_at": old["grace_until"]})

@@ -37,6 +37,7 @@ HealthAnswer full_health() {
   h.profiles = 3;
   h.expiry_warning_days = 14;
   h.expiring = {{"ci", kT2, 1, false}};
+  h.expiry_unknown = {{"me", "give it with --expires-at"}};
   h.rotates = true;
   h.rotation = {{"ci", 30, 0, kT2, kT1, kT1, "Kosli answered 500", kT2}};
   h.waiting_keys = {{"ci", "sha256:0123456789ab", "", kT1, 3, "the keyring is locked", kT2,
@@ -50,6 +51,7 @@ TEST(AnswersTest, HealthNamesEveryFieldAsTheDaemonSends) {
     "status": "ok", "version": "1.2.3", "backend": "memory", "persistent": false, "uptime_s": 42, "cached": 2,
     "profiles": 3, "expiry_warning_days": 14,
     "expiring": [{"profile": "ci", "expires_at": "2026-01-02T00:00:00Z", "days_left": 1, "expired": false}],
+    "expiry_unknown": [{"profile": "me", "how_to_learn": "give it with --expires-at"}],
     "rotation": [{"profile": "ci", "rotate_every_days": 30, "rotate_before_expiry_days": null,
                   "due_at": "2026-01-02T00:00:00Z", "last_rotated_at": "2026-01-01T00:00:00Z",
                   "last_attempt_at": "2026-01-01T00:00:00Z", "last_error": "Kosli answered 500",
@@ -140,7 +142,12 @@ TEST(AnswersTest, VerifySaysValidUnlessKosliRefusedTheKey) {
   json j = to_json(v);
   EXPECT_EQ(j, json::parse(R"({"profile":"ci","org":"acme","host":"https://app.kosli.com",
     "fingerprint":"sha256:0123456789ab","valid":true,"result":"forbidden","kosli_status":403,
-    "checked_at":"2026-01-01T00:00:00Z","message":"no access to org 'acme'"})"));
+    "checked_at":"2026-01-01T00:00:00Z","message":"no access to org 'acme'",
+    "expires_at":null,"expiry_source":null})"));
+  v.expires_at = kT2;
+  v.expiry_source = "kosli";
+  EXPECT_EQ(to_json(v).at("expires_at"), "2026-01-02T00:00:00Z");
+  EXPECT_EQ(to_json(v).at("expiry_source"), "kosli");
   v.result = kVerifyInvalid;
   v.warning = "the result could not be saved with the profile: locked";
   j = to_json(v);

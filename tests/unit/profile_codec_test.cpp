@@ -300,6 +300,7 @@ ProfileMeta sample_meta() {
   m.description = "CI key";
   m.created_at = 1764155986;  // 2025-11-26T11:19:46Z
   m.expires_at = 1795691986;  // 2026-11-26T11:19:46Z
+  m.expiry_source = "kosli";
   m.fingerprint = "sha256:0123456789ab";
   m.service_account = "ci-bot";
   m.key_id = "k1";
@@ -316,12 +317,13 @@ std::set<std::string> keys_of(const json& j) {
 TEST(ProfileMetaJson, HasExactlyTheDocumentedFields) {
   const auto j = to_json(sample_meta());
   EXPECT_EQ(keys_of(j), (std::set<std::string>{"name", "org", "host", "kind", "description",
-                                               "created_at", "expires_at", "fingerprint",
+                                               "created_at", "expires_at", "expiry_source", "fingerprint",
                                                "service_account", "key_id", "persistent",
                                                "last_verified_at", "last_verify_result"}));
   EXPECT_EQ(j["kind"], "service-account");
   EXPECT_EQ(j["created_at"], "2025-11-26T11:19:46Z");
   EXPECT_EQ(j["expires_at"], "2026-11-26T11:19:46Z");
+  EXPECT_EQ(j["expiry_source"], "kosli");
   EXPECT_EQ(j["fingerprint"], "sha256:0123456789ab");
   EXPECT_EQ(j["persistent"], false);
 }
@@ -335,6 +337,7 @@ TEST(ProfileMetaJson, WritesNullForNeverExpiresAndForMissingOptionalNames) {
   const auto j = to_json(m);
   EXPECT_EQ(j["kind"], "personal");
   EXPECT_TRUE(j["expires_at"].is_null());
+  EXPECT_TRUE(j["expiry_source"].is_null()) << "an unknown expiry has no source";
   EXPECT_TRUE(j["service_account"].is_null());
   EXPECT_TRUE(j["key_id"].is_null());
 }
