@@ -181,9 +181,10 @@ class DaemonClient::Connection {
   // Connects to a daemon it trusts; when nobody listens, starts kosli-credd on
   // demand (unless KOSLI_CRED_AUTOSTART=0) and connects once more. Never starts
   // one into a directory someone else owns: that is refused first.
-  Connection(const std::string& path, std::optional<uid_t> daemon_uid) : daemon_uid_(daemon_uid) {
+  Connection(const std::string& path, std::optional<uid_t> daemon_uid, bool may_start_daemon)
+      : daemon_uid_(daemon_uid) {
     beast::error_code result = connect_trusted(path);
-    if (nobody_listens(result) && autostart_enabled()) {
+    if (nobody_listens(result) && may_start_daemon && autostart_enabled()) {
       const auto not_started = start_daemon(path);
       result = connect_trusted(path);  // also finds a daemon another client started meanwhile
       if (result && not_started) {
@@ -277,7 +278,7 @@ DaemonClient::DaemonClient(std::string socket_path, Connections connections, std
 DaemonClient::~DaemonClient() = default;
 
 HttpResult DaemonClient::request(Route route, std::string_view profile, std::string* body) {
-  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_);
+  if (!connection_) connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_, may_start_daemon_);
   const bool keep_alive = connections_ == Connections::kept;
   HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), body,
                                            route_deadline(route), socket_path_, keep_alive, exec_program_);

@@ -40,6 +40,10 @@ class DaemonClient {
   // about to run (proto/routes.hpp's kExecProgramHeader).
   void set_exec_program(std::string path) { exec_program_ = std::move(path); }
 
+  // Never start kosli-credd on demand, whatever KOSLI_CRED_AUTOSTART says: for
+  // `status`, which reports on the daemon rather than making one.
+  void never_start_daemon() { may_start_daemon_ = false; }
+
   // Sends one request on `route` (its method, its target with `profile` filled
   // in, its deadline: proto/routes.hpp) and returns a 2xx answer. Throws
   // CliError: exit 4 when the daemon cannot be reached or does not answer in
@@ -54,6 +58,7 @@ class DaemonClient {
   Connections connections_;
   std::optional<uid_t> daemon_uid_;
   std::string exec_program_;
+  bool may_start_daemon_ = true;
   std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 

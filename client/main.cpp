@@ -230,7 +230,10 @@ int main(int argc, char** argv) {
     if (ran(erase_cmd)) return cmd_erase(daemon, profile);
     if (ran(verify_cmd)) return cmd_verify(daemon, profile, json);
     if (ran(rotate_cmd)) return cmd_rotate(daemon, rotate);
-    if (ran(status_cmd)) return cmd_status(daemon, json);
+    if (ran(status_cmd)) {
+      daemon.never_start_daemon();  // it reports; "not running" is its answer
+      return cmd_status(daemon, json);
+    }
     if (ran(lock_cmd)) return cmd_lock(daemon);
     if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
     return exit_code::usage;
