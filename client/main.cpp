@@ -14,6 +14,7 @@
 #include "client/git_credential.hpp"
 #include "client/options.hpp"
 #include "client/process.hpp"
+#include "proto/cli_grammar.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
 #include "proto/profile.hpp"
@@ -208,6 +209,10 @@ int main(int argc, char** argv) {
       subcommand(app, "git-credential", "git's credential-helper protocol (also installed as git-credential-kosli)");
   if (git_cmd) git_cmd->add_option("operation", git_operation, "get, store or erase (others are ignored)")->required();
 
+  if (argc == 2 && std::string_view(argv[1]) == kDumpGrammarFlag) {  // every command was set up: none was named
+    dump_grammar(app);
+    return exit_code::ok;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
