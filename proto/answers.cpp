@@ -188,10 +188,10 @@ json to_json(const VerifyAnswer& v) {
          {"org", v.org},
          {"host", v.host},
          {"fingerprint", v.fingerprint},
-         {"valid", v.result != kVerifyInvalid},
+         {"valid", v.result == kVerifyValid || v.result == kVerifyForbidden},
          {"result", v.result},
-         {"kosli_status", v.kosli_status},
-         {"checked_at", format_rfc3339(v.checked_at)},
+         {"kosli_status", v.kosli_status == 0 ? json(nullptr) : json(v.kosli_status)},
+         {"checked_at", v.checked_at == 0 ? json(nullptr) : json(format_rfc3339(v.checked_at))},
          {"message", v.message}};
   if (!v.warning.empty()) j["warning"] = v.warning;
   return j;

@@ -51,6 +51,9 @@ struct ProfileMeta {
 inline constexpr std::string_view kVerifyValid = "valid";          // 200
 inline constexpr std::string_view kVerifyInvalid = "invalid";      // 401: invalid, revoked or expired
 inline constexpr std::string_view kVerifyForbidden = "forbidden";  // 403: valid, but not for the org
+// Never from the daemon: what `kosli-cred verify --json` prints when no answer
+// came (Kosli or the daemon not reached), so that a script always reads JSON.
+inline constexpr std::string_view kVerifyNotChecked = "not_checked";
 
 nlohmann::json to_json(const ProfileMeta& meta);
 // Parses a profile as the daemon sends it; nullopt when a field is missing or mistyped.
