@@ -17,6 +17,7 @@
 #include "client/core_dumps.hpp"
 #include "client/exec_program.hpp"
 #include "client/expiry_text.hpp"
+#include "client/exec_targets.hpp"
 #include "client/git_credential.hpp"
 #include "client/key_input.hpp"
 #include "client/token_io.hpp"
@@ -91,6 +92,7 @@ TokenResponse fetch_token_and_warn(DaemonClient& daemon, const std::string& prof
 }  // namespace
 
 int cmd_store(DaemonClient& daemon, const StoreArgs& args) {
+  if (auto problem = org_problem(args.org)) throw CliError(exit_code::usage, "--org " + *problem);
   PutProfileRequest put;
   put.org = args.org;
   if (!args.host.empty()) {
@@ -156,8 +158,13 @@ int cmd_header(DaemonClient& daemon, const std::string& profile) {
 }
 
 int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::string> command) {
+  return cmd_exec(daemon, std::vector<std::string>{profile}, std::move(command));
+}
+
+int cmd_exec(DaemonClient& daemon, const std::vector<std::string>& profiles, std::vector<std::string> command) {
   if (!command.empty() && command.front() == "--") command.erase(command.begin());
   if (command.empty()) throw CliError(exit_code::usage, "exec needs a command: kosli-cred exec -- CMD [ARG...]");
+  if (auto problem = repeated_profile_problem(profiles)) throw CliError(problem->exit_code, problem->message);
   // The program is found first: kosli-credd is told which it is (allowed_clients
   // lists what users run, not kosli-cred), and exactly that file is run.
   const auto program = find_program(command.front());
@@ -170,14 +177,37 @@ int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::
     throw CliError(126, "cannot run " + command.front() + ": its path holds a line break");
   }
   daemon.set_exec_program(*program);
-  auto token = fetch_token_and_warn(daemon, profile);
+  std::vector<TokenResponse> tokens;
+  std::vector<ExecTarget> targets;
+  for (const auto& profile : profiles) {
+    tokens.push_back(fetch_token_and_warn(daemon, profile));
+    targets.push_back({profile, tokens.back().info.org, tokens.back().info.host});
+  }
+  if (auto problem = exec_targets_problem(targets)) throw CliError(problem->exit_code, problem->message);
   // The environment of the one command this runs: every name Kosli's tools read.
-  const std::string token_text(token.token.reveal());
+  // Several profiles: the Kosli CLI's multi-host mode, hosts and tokens in the
+  // same order; the Terraform provider and the MCP server serve one host, so
+  // their variables are left out rather than naming one host of several.
+  std::string token_text, hosts;
+  for (const auto& token : tokens) {
+    if (!hosts.empty()) {
+      token_text.push_back(',');
+      hosts.push_back(',');
+    }
+    token_text.append(token.token.reveal());
+    hosts.append(token.info.host);
+  }
   ::setenv("KOSLI_API_TOKEN", token_text.c_str(), 1);
-  ::setenv("KOSLI_ORG", token.info.org.c_str(), 1);
-  ::setenv("KOSLI_HOST", token.info.host.c_str(), 1);
-  ::setenv("KOSLI_API_URL", token.info.host.c_str(), 1);
-  ::setenv("KOSLI_BASE_URL", token.info.host.c_str(), 1);
+  wipe(token_text);
+  ::setenv("KOSLI_ORG", targets.front().org.c_str(), 1);
+  ::setenv("KOSLI_HOST", hosts.c_str(), 1);
+  for (const char* name : {"KOSLI_API_URL", "KOSLI_BASE_URL"}) {
+    if (tokens.size() == 1) {
+      ::setenv(name, hosts.c_str(), 1);
+    } else {
+      ::unsetenv(name);
+    }
+  }
 
   std::vector<char*> argv;
   for (auto& arg : command) argv.push_back(arg.data());

@@ -42,6 +42,9 @@ int cmd_token(DaemonClient& daemon, const std::string& profile, bool json);
 int cmd_header(DaemonClient& daemon, const std::string& profile);
 // Replaces the process with `command`; returns only when that fails.
 int cmd_exec(DaemonClient& daemon, const std::string& profile, std::vector<std::string> command);
+// With several profiles (of one org), in the Kosli CLI's multi-host mode:
+// KOSLI_HOST and KOSLI_API_TOKEN list each profile's host and token in order.
+int cmd_exec(DaemonClient& daemon, const std::vector<std::string>& profiles, std::vector<std::string> command);
 int cmd_list(DaemonClient& daemon, bool json);
 int cmd_show(DaemonClient& daemon, const std::string& profile, bool json);
 int cmd_erase(DaemonClient& daemon, const std::string& profile);

@@ -182,10 +182,11 @@ class DaemonClient::Connection {
   // Connects to a daemon it trusts; when nobody listens, starts kosli-credd on
   // demand (unless KOSLI_CRED_AUTOSTART=0) and connects once more. Never starts
   // one into a directory someone else owns: that is refused first.
-  Connection(const std::string& path, std::optional<uid_t> daemon_uid, std::chrono::seconds limit)
+  Connection(const std::string& path, std::optional<uid_t> daemon_uid, std::chrono::seconds limit,
+             bool may_start_daemon)
       : daemon_uid_(daemon_uid), limit_(limit) {
     beast::error_code result = connect_trusted(path);
-    if (nobody_listens(result) && autostart_enabled()) {
+    if (nobody_listens(result) && may_start_daemon && autostart_enabled()) {
       const auto not_started = start_daemon(path);
       result = connect_trusted(path);  // also finds a daemon another client started meanwhile
       if (result && not_started) {
@@ -291,7 +292,8 @@ HttpResult DaemonClient::request(Route route, std::string_view profile, std::str
     return std::min(deadline, std::max(left, std::chrono::seconds(1)));
   };
   if (!connection_) {
-    connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_, bounded(limits::kClientRequestDeadline));
+    connection_ = std::make_unique<Connection>(socket_path_, daemon_uid_, bounded(limits::kClientRequestDeadline),
+                                               may_start_daemon_);
   }
   const bool keep_alive = connections_ == Connections::kept;
   HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), body,

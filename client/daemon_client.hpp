@@ -44,6 +44,9 @@ class DaemonClient {
   // route's deadline) to `limit` in all: for callers that must not wait long,
   // such as git on its credential helper.
   void give_up_after(std::chrono::seconds limit);
+  // Never start kosli-credd on demand, whatever KOSLI_CRED_AUTOSTART says: for
+  // `status`, which reports on the daemon rather than making one.
+  void never_start_daemon() { may_start_daemon_ = false; }
 
   // Sends one request on `route` (its method, its target with `profile` filled
   // in, its deadline: proto/routes.hpp) and returns a 2xx answer. Throws
@@ -60,6 +63,7 @@ class DaemonClient {
   std::optional<uid_t> daemon_uid_;
   std::string exec_program_;
   std::optional<std::chrono::steady_clock::time_point> give_up_at_;
+  bool may_start_daemon_ = true;
   std::unique_ptr<Connection> connection_;  // kept alive between requests, when they are
 };
 

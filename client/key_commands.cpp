@@ -1,6 +1,7 @@
 // kosli-cred verify and kosli-cred rotate: the commands that ask Kosli, through
 // the daemon, about a key.
 #include <cstdio>
+#include <exception>
 
 #include "client/api.hpp"
 #include "client/cli_error.hpp"
@@ -18,7 +19,27 @@ void warn(const std::string& text) { std::fprintf(stderr, "kosli-cred: warning: 
 
 }  // namespace
 
+int verify_and_report(DaemonClient& daemon, const std::string& profile, bool as_json);
+
 int cmd_verify(DaemonClient& daemon, const std::string& profile, bool as_json) {
+  if (as_json) {
+    // A script reads JSON whatever happens: an answer that never came is an
+    // object saying the key was not checked, and why (also said on stderr).
+    try {
+      return verify_and_report(daemon, profile, true);
+    } catch (const std::exception& e) {
+      VerifyAnswer not_checked;
+      not_checked.profile = profile;
+      not_checked.result = kVerifyNotChecked;
+      not_checked.message = e.what();
+      std::printf("%s\n", to_json(not_checked).dump(2).c_str());
+      throw;
+    }
+  }
+  return verify_and_report(daemon, profile, false);
+}
+
+int verify_and_report(DaemonClient& daemon, const std::string& profile, bool as_json) {
   const auto answer = api::verify(daemon, profile);
   const VerifyAnswer& v = answer.value;
   const int code = v.result == kVerifyValid     ? exit_code::ok

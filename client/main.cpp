@@ -15,6 +15,7 @@
 #include "client/git_setup.hpp"
 #include "client/options.hpp"
 #include "client/process.hpp"
+#include "proto/cli_grammar.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
 #include "proto/profile.hpp"
@@ -141,12 +142,20 @@ int main(int argc, char** argv) {
   if (header_cmd) add_profile_option(header_cmd, profile);
 
   std::vector<std::string> command;
+  std::vector<std::string> exec_profiles;
   CLI::App* exec_cmd = subcommand(
       app, "exec",
       "Run a command with KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST, KOSLI_API_URL, KOSLI_BASE_URL set:\n"
-      "  kosli-cred exec [--profile P] -- CMD [ARG...]");
+      "  kosli-cred exec [--profile P] -- CMD [ARG...]\n"
+      "Several profiles of one org (--profile eu --profile us) set the Kosli CLI's multi-host mode:\n"
+      "  KOSLI_HOST=H1,H2 and KOSLI_API_TOKEN=K1,K2, in the order given");
   if (exec_cmd) {
-    add_profile_option(exec_cmd, profile);
+    exec_cmd
+        ->add_option(options::cli11_names(options::kProfile), exec_profiles,
+                     "Profile name, repeatable (default: $KOSLI_PROFILE, else 'default')")
+        ->envname(std::string(options::kProfile.env))
+        ->allow_extra_args(false)
+        ->check([](const std::string& name) { return profile_name_problem(name).value_or(""); });
     exec_cmd->add_option("command", command, "The command and its arguments, after --")->required();
   }
 
@@ -209,6 +218,10 @@ int main(int argc, char** argv) {
                             "In your global git configuration (default: the current repository's)");
   }
 
+  if (argc == 2 && std::string_view(argv[1]) == kDumpGrammarFlag) {  // every command was set up: none was named
+    dump_grammar(app);
+    return exit_code::ok;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -222,13 +235,19 @@ int main(int argc, char** argv) {
     if (ran(store_cmd)) return cmd_store(daemon, store);
     if (ran(token_cmd)) return cmd_token(daemon, profile, json);
     if (ran(header_cmd)) return cmd_header(daemon, profile);
-    if (ran(exec_cmd)) return cmd_exec(daemon, profile, command);
+    if (ran(exec_cmd)) {
+      if (exec_profiles.empty()) exec_profiles.emplace_back(kDefaultProfile);
+      return cmd_exec(daemon, exec_profiles, command);
+    }
     if (ran(list_cmd)) return cmd_list(daemon, json);
     if (ran(show_cmd)) return cmd_show(daemon, profile, json);
     if (ran(erase_cmd)) return cmd_erase(daemon, profile);
     if (ran(verify_cmd)) return cmd_verify(daemon, profile, json);
     if (ran(rotate_cmd)) return cmd_rotate(daemon, rotate);
-    if (ran(status_cmd)) return cmd_status(daemon, json);
+    if (ran(status_cmd)) {
+      daemon.never_start_daemon();  // it reports; "not running" is its answer
+      return cmd_status(daemon, json);
+    }
     if (ran(lock_cmd)) return cmd_lock(daemon);
     if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
     if (ran(git_setup_cmd)) return cmd_git_setup(daemon, git_global);

@@ -37,6 +37,7 @@
 #include "daemon/transport/listen_socket.hpp"
 #include "daemon/transport/peer_identity.hpp"
 #include "daemon/transport/server.hpp"
+#include "proto/cli_grammar.hpp"
 #include "proto/limits.hpp"
 #include "proto/socket_path.hpp"
 
@@ -158,6 +159,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, std::numeric_limits<pid_t>::max()));
   app.add_option("--ca-file", opt.ca_file,
                  "PEM bundle of CA certificates trusted for Kosli besides the system's (config: ca_file)");
+  if (argc == 2 && std::string_view(argv[1]) == kDumpGrammarFlag) {
+    dump_grammar(app);
+    return 0;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

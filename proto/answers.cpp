@@ -236,10 +236,10 @@ json to_json(const VerifyAnswer& v) {
          {"org", v.org},
          {"host", v.host},
          {"fingerprint", v.fingerprint},
-         {"valid", v.result != kVerifyInvalid},
+         {"valid", v.result == kVerifyValid || v.result == kVerifyForbidden},
          {"result", v.result},
-         {"kosli_status", v.kosli_status},
-         {"checked_at", format_rfc3339(v.checked_at)},
+         {"kosli_status", v.kosli_status == 0 ? json(nullptr) : json(v.kosli_status)},
+         {"checked_at", v.checked_at == 0 ? json(nullptr) : json(format_rfc3339(v.checked_at))},
          {"message", v.message}};
   j["expires_at"] = time_or_null(v.expires_at);
   j["expiry_source"] = v.expires_at == 0 ? json(nullptr) : string_or_null(v.expiry_source);

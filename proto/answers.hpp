@@ -140,9 +140,10 @@ struct VerifyAnswer {
   std::string org;
   std::string host;
   std::string fingerprint;
-  std::string result;  // kVerifyValid, kVerifyInvalid or kVerifyForbidden; "valid" on the wire is result != invalid
-  int kosli_status = 0;
-  std::int64_t checked_at = 0;
+  std::string result;  // kVerifyValid, kVerifyInvalid, kVerifyForbidden (kVerifyNotChecked: the client's own);
+                       // "valid" on the wire is valid or forbidden
+  int kosli_status = 0;       // 0: null on the wire (not checked)
+  std::int64_t checked_at = 0;  // 0: null on the wire (not checked)
   std::string message;
   std::string warning;  // sent only when not empty
   // The key's expiry after the check (Kosli tells a service-account key's own);

@@ -62,6 +62,10 @@ std::variant<std::string, HostError> normalize_host(std::string_view url) {
   const std::string scheme = lower(url.substr(0, sep));
   std::string_view rest = url.substr(sep + 3);
   while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find(',') != std::string_view::npos) {
+    return HostError{"the host must be one base URL, with no comma (the Kosli CLI reads commas as several hosts; "
+                     "store one profile per host and give them to exec: --profile A --profile B)"};
+  }
   if (rest.find_first_of("/?#@") != std::string_view::npos) {
     return HostError{"the host must be a bare base URL such as https://app.kosli.com "
                      "(no path, query or user name)"};

@@ -15,6 +15,15 @@ namespace kosli {
 using nlohmann::json;
 using namespace codec_detail;
 
+std::optional<std::string> org_problem(std::string_view org) {
+  if (valid_identifier(org)) return std::nullopt;
+  std::string problem = "must be an organisation name (letters, digits, '.', '_', '-')";
+  if (org.find(',') != std::string_view::npos) {
+    problem += ", one org: a comma would make the Kosli CLI read one profile as several hosts";
+  }
+  return problem;
+}
+
 std::optional<std::string> profile_name_problem(std::string_view name) {
   const auto ok_char = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
@@ -162,9 +171,7 @@ std::variant<PutProfileRequest, CodecError> put_profile_from_json(SecretJson& j)
   if (auto e = read_string(j, "service_account", false, r.service_account)) return *e;
   if (auto e = read_string(j, "key_id", false, r.key_id)) return *e;
 
-  if (!valid_identifier(r.org)) {
-    return CodecError{"the field 'org' must be an organisation name (letters, digits, '.', '_', '-')"};
-  }
+  if (auto problem = org_problem(r.org)) return CodecError{"the field 'org' " + *problem};
   if (host.size() > limits::kMaxHostBytes) return CodecError{"the field 'host' is too long"};
   auto normalized = normalize_host(host);
   if (auto* err = std::get_if<HostError>(&normalized)) {

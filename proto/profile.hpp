@@ -21,6 +21,10 @@ inline constexpr std::string_view kDefaultProfile = "default";
 // Why `name` is not a valid profile name (^[a-z0-9][a-z0-9._-]{0,63}$), or nullopt.
 std::optional<std::string> profile_name_problem(std::string_view name);
 inline bool valid_profile_name(std::string_view name) { return !profile_name_problem(name); }
+// Why `org` is not an organisation name ("must be …"), or nullopt. No comma
+// above all: the Kosli CLI reads a comma in KOSLI_HOST and KOSLI_API_TOKEN as
+// its multi-host mode, so one profile must never hold one.
+std::optional<std::string> org_problem(std::string_view org);
 
 enum class KeyKind { service_account, personal };
 std::string_view kind_name(KeyKind kind) noexcept;
@@ -48,6 +52,9 @@ struct ProfileMeta {
 inline constexpr std::string_view kVerifyValid = "valid";          // 200
 inline constexpr std::string_view kVerifyInvalid = "invalid";      // 401: invalid, revoked or expired
 inline constexpr std::string_view kVerifyForbidden = "forbidden";  // 403: valid, but not for the org
+// Never from the daemon: what `kosli-cred verify --json` prints when no answer
+// came (Kosli or the daemon not reached), so that a script always reads JSON.
+inline constexpr std::string_view kVerifyNotChecked = "not_checked";
 
 // Where a profile's expires_at came from ("expiry_source" on the wire; null: unknown).
 inline constexpr std::string_view kExpiryFromKosli = "kosli";  // Kosli's api-keys answer, or a rotation's

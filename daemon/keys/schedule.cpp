@@ -46,9 +46,9 @@ void KeyLifecycle::start() {
   for (const auto& [name, c] : profiles_) {
     if (!has_schedule(c)) continue;
     spdlog::info("scheduled rotation: profile '{}' is rotated through Kosli's API{}{}", name,
-                 c.rotate_every_days > 0 ? " every " + std::to_string(c.rotate_every_days) + " days" : "",
+                 c.rotate_every_days > 0 ? fmt::format(" every {:g} days", c.rotate_every_days) : "",
                  c.rotate_before_expiry_days > 0
-                     ? " and " + std::to_string(c.rotate_before_expiry_days) + " days before it expires"
+                     ? fmt::format(" and {:g} days before it expires", c.rotate_before_expiry_days)
                      : "");
   }
   arm_schedule(std::chrono::milliseconds(0));

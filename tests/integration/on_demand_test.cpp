@@ -8,7 +8,7 @@ namespace {
 
 class OnDemandTest : public RunTest {};
 
-TEST_F(OnDemandTest, BareStatusStartsTheDaemonOnDemand) {
+TEST_F(OnDemandTest, BareListStartsTheDaemonOnDemandAndStatusNeverDoes) {
   const std::string runtime = dir_.path() + "/run", state = dir_.path() + "/state";
   ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
   RunOptions env{"",
@@ -23,12 +23,26 @@ TEST_F(OnDemandTest, BareStatusStartsTheDaemonOnDemand) {
   const std::string expected_socket = runtime + "/kosli-cred/sock";
   ASSERT_EQ(serving_pid(expected_socket), -1);
 
-  const auto status = run({bin("kosli-cred"), "status"}, env);
+  // status reports: with no daemon, it says so and starts none.
+  const auto none = run({bin("kosli-cred"), "status"}, env);
+  StopOnExit stop_wrong(serving_pid(expected_socket));  // (one started by mistake goes too)
+  EXPECT_EQ(none.exit_code, 4) << none.err;
+  EXPECT_EQ(none.out, "");
+  EXPECT_EQ(none.err.rfind("kosli-cred: kosli-credd is not running; ", 0), 0) << none.err;
+  EXPECT_EQ(serving_pid(expected_socket), -1) << "status started a daemon";
+  EXPECT_EQ(run({bin("kosli-cred"), "status", "--json"}, env).exit_code, 4);
+  StopOnExit stop_wrong_again(serving_pid(expected_socket));
+  EXPECT_EQ(serving_pid(expected_socket), -1) << "status --json started a daemon";
+
+  const auto list = run({bin("kosli-cred"), "list"}, env);
   const pid_t pid = serving_pid(expected_socket);
   StopOnExit stop_it(pid);  // whatever the assertions say, the daemon goes
-  ASSERT_EQ(status.exit_code, 0) << status.err;
-  EXPECT_NE(status.out.find("serving " + expected_socket), std::string::npos) << status.out;
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out, "No profiles. Store one with: kosli-cred store --org ORG < key-file\n");
   ASSERT_GT(pid, 0);
+  const auto status = run({bin("kosli-cred"), "status"}, env);
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("serving " + expected_socket), std::string::npos) << status.out;
 
   // Detached: not our child, not in our session, with an idle timeout.
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -57,14 +71,14 @@ TEST_F(OnDemandTest, BareStatusStartsTheDaemonOnDemand) {
 }
 
 TEST_F(OnDemandTest, OnDemandStartThatFailsExitsFourWithOneSentence) {
-  const auto missing = cred(socket(), {"status"},
+  const auto missing = cred(socket(), {"list"},
                             RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "1"}, {"KOSLI_CREDD", dir_.path() + "/nothing"}}});
   EXPECT_EQ(missing.exit_code, 4);
   EXPECT_NE(missing.err.find("could not be started"), std::string::npos) << missing.err;
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
 
   // The daemon starts but cannot serve there: the client passes on its reason.
-  const auto refused = cred(dir_.path() + "/no/such/dir/sock", {"status"},
+  const auto refused = cred(dir_.path() + "/no/such/dir/sock", {"list"},
                             RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "1"},
                                             {"KOSLI_CREDD", bin("kosli-credd")},
                                             {"XDG_STATE_HOME", dir_.path() + "/state"}}});
