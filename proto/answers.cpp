@@ -92,6 +92,16 @@ json to_json(const AuditLogHealth& a) {
   return j;
 }
 
+json to_json(const ImportHealth& i) {
+  json j{{"file", i.file}, {"watch", i.watch}, {"last_import_at", time_or_null(i.last_import_at)},
+         {"refused", i.refused}};
+  if (!i.last_error.empty()) {
+    j["last_error"] = i.last_error;
+    j["last_error_at"] = time_or_null(i.last_error_at);
+  }
+  return j;
+}
+
 }  // namespace
 
 json to_json(const HealthAnswer& h) {
@@ -119,6 +129,7 @@ json to_json(const HealthAnswer& h) {
     j["waiting_keys"] = std::move(waiting);
   }
   if (h.audit_log) j["audit_log"] = to_json(*h.audit_log);
+  if (h.import) j["import"] = to_json(*h.import);
   return j;
 }
 
@@ -156,6 +167,10 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
   if (const auto it = j.find("audit_log"); it != j.end() && it->is_object()) {
     h.audit_log = AuditLogHealth{text(*it, "kind"), text(*it, "path"), flag(*it, "ok"), text(*it, "error"),
                                  time_at(*it, "failing_since")};
+  }
+  if (const auto it = j.find("import"); it != j.end() && it->is_object()) {
+    h.import = ImportHealth{text(*it, "file"), flag(*it, "watch"), time_at(*it, "last_import_at"),
+                            number(*it, "refused"), text(*it, "last_error"), time_at(*it, "last_error_at")};
   }
   return h;
 }

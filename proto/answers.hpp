@@ -63,6 +63,17 @@ struct AuditLogHealth {
   std::int64_t failing_since = 0;  // sent only while failing
 };
 
+// GET /v1/health, "import": the file the daemon imports its keys from (sent
+// only by a daemon that has one).
+struct ImportHealth {
+  std::string file;
+  bool watch = false;               // read again whenever it is published anew
+  std::int64_t last_import_at = 0;  // when a publish was last taken
+  std::int64_t refused = 0;         // publishes refused since start
+  std::string last_error;           // sent while the latest publish is refused
+  std::int64_t last_error_at = 0;   // sent with last_error
+};
+
 // GET /v1/health.
 struct HealthAnswer {
   std::string version;
@@ -82,6 +93,7 @@ struct HealthAnswer {
   std::vector<RotationSchedule> rotation;
   std::vector<WaitingKey> waiting_keys;
   std::optional<AuditLogHealth> audit_log;
+  std::optional<ImportHealth> import;
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

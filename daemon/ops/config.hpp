@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "daemon/ops/import_config.hpp"
+
 namespace kosli::daemon {
 
 enum class GitErase { forget, remove };  // "forget" | "delete"
@@ -49,6 +51,7 @@ struct Config {
   std::optional<std::string> ca_file;
   int expiry_warning_days = kDefaultExpiryWarningDays;  // 0: never warn
   std::map<std::string, ProfileConfig, std::less<>> profiles;
+  std::optional<ImportConfig> import;  // "import" or "import_key"
 };
 
 struct ConfigError {
