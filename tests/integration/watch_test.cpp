@@ -126,6 +126,8 @@ TEST_F(WatchTest, KubeletSecretVolumeSwapIsServedAndABadPublishKeepsTheOldKey) {
             std::string::npos)
       << refused;
   EXPECT_NE(daemon.log().find("keeping the keys it gave before"), std::string::npos) << daemon.log();
+  const auto status = cred(socket(), {"status"}, RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "0"}}});
+  EXPECT_NE(status.out.find("the latest publish was REFUSED at"), std::string::npos) << status.out;
 
   // The next good publish is taken.
   kubelet_publish(volume, {{"api-token", third + "\n"}, {"org", "acme"}});
@@ -199,6 +201,19 @@ TEST_F(WatchTest, RewriteInPlaceIsServedAndAPartialWriteKeepsTheOldKeys) {
   write_whole(file, whole);
   EXPECT_TRUE(serves_within("ci", k3)) << daemon.log();
   expect_no_key_shown(daemon, {k1, k2, k3});
+}
+
+TEST_F(WatchTest, TheConfigurationsImportKeyIsWatchedToo) {
+  const std::string file = dir_.path() + "/api-token", config = dir_.path() + "/config.json";
+  const std::string k1 = unique_key(), k2 = unique_key();
+  write_whole(file, k1 + "\n");
+  write_whole(config, json{{"import_key", {{"file", file}, {"org", "acme"}, {"profile", "ci"}, {"watch", true}}}}.dump());
+  Daemon daemon(socket(), {"--backend", "memory", "--config", config});
+  ASSERT_EQ(token("ci").out, k1 + "\n") << daemon.log();
+  write_whole(file + ".tmp", k2 + "\n");
+  ASSERT_EQ(::rename((file + ".tmp").c_str(), file.c_str()), 0);
+  EXPECT_TRUE(serves_within("ci", k2)) << daemon.log();
+  EXPECT_EQ(import_status()["file"], file);
 }
 
 TEST_F(WatchTest, ImportKeyNeedsAnOrgAndWatchNeedsAFile) {

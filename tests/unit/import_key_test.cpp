@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "daemon/ops/config.hpp"
 #include "daemon/ops/import_config.hpp"
 
 #include <nlohmann/json.hpp>
@@ -99,6 +100,20 @@ TEST(ImportConfigTest, ImportAndImportKeyObjects) {
             std::string::npos);
   EXPECT_NE(read_import_config(nlohmann::json{{"file", "/run/k"}, {"watch", "yes"}}, "import", bad)->find("true or false"),
             std::string::npos);
+}
+
+TEST(ImportConfigTest, TheConfigurationTakesOneOfThem) {
+  auto parsed = parse_config(R"({"import_key":{"file":"/run/k","org":"acme","watch":true}})", "c.json");
+  ASSERT_TRUE(std::holds_alternative<Config>(parsed)) << std::get<ConfigError>(parsed).message;
+  ASSERT_TRUE(std::get<Config>(parsed).import);
+  EXPECT_TRUE(std::get<Config>(parsed).import->single_key);
+  EXPECT_TRUE(std::get<Config>(parsed).import->watch);
+  auto both = parse_config(R"({"import":{"file":"/a"},"import_key":{"file":"/b","org":"acme"}})", "c.json");
+  ASSERT_TRUE(std::holds_alternative<ConfigError>(both));
+  EXPECT_NE(std::get<ConfigError>(both).message.find("one file"), std::string::npos);
+  auto unknown = parse_config(R"({"imports":{}})", "c.json");
+  ASSERT_TRUE(std::holds_alternative<ConfigError>(unknown));
+  EXPECT_NE(std::get<ConfigError>(unknown).message.find("import, import_key"), std::string::npos);
 }
 
 }  // namespace
