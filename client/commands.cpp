@@ -373,6 +373,16 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
     std::printf("forget:    cached keys are forgotten on %s%s\n",
                 on.empty() ? "nothing (no screen lock, sleep or keyring watched)" : on.c_str(), last.c_str());
   }
+  if (h.import) {
+    const auto& i = *h.import;
+    std::string line = "import:    " + text(i.file) + (i.watch ? " (watched)" : "") + ": last taken at " +
+                       at(i.last_import_at);
+    if (!i.last_error.empty()) {
+      line += "; the latest publish was REFUSED at " + at(i.last_error_at) + ": " + text(i.last_error) +
+              "; the keys before it are still served";
+    }
+    std::printf("%s\n", line.c_str());
+  }
   for (const auto& w : h.waiting_keys) {
     std::printf("waiting:   profile '%s': a rotated key (%s) is held in kosli-credd's memory only, NOT in the "
                 "keyring (%d attempts; last error: %s); keep kosli-credd running, or save it by hand: %s\n",

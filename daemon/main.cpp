@@ -19,6 +19,7 @@
 
 #include "daemon/handlers/router.hpp"
 #include "daemon/keys/import.hpp"
+#include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
@@ -70,6 +71,8 @@ struct Options {
   std::optional<long> idle_exit_s;  // flag; else config; else 0 (never)
   bool import_env = false;
   std::optional<std::string> import_file;
+  ImportConfig import_key;  // --import-key FILE and the profile's flags
+  bool watch = false;
   pid_t parent_pid = 0;
   std::optional<std::string> ca_file;  // flag; else config
 };
@@ -155,6 +158,22 @@ int main(int argc, char** argv) {
   app.add_flag("--import-env", opt.import_env,
                "Serve KOSLI_API_TOKEN, KOSLI_ORG, KOSLI_HOST as profile 'default', then remove them from the environment");
   app.add_option("--import", opt.import_file, "Serve the profiles of a JSON list [{\"name\",\"org\",\"api_key\",...}] (FILE or -)");
+  auto* key_file = app.add_option("--import-key", opt.import_key.file,
+                                  "Serve the key in FILE (the file holds only the key) as one profile: needs --org")
+                       ->excludes("--import");
+  app.add_option("--org", opt.import_key.org, "--import-key: the key's Kosli organisation")->needs(key_file);
+  app.add_option("--host", opt.import_key.host, "--import-key: the Kosli host (default https://app.kosli.com)")
+      ->needs(key_file);
+  app.add_option("--profile", opt.import_key.profile, "--import-key: the profile's name (default 'default')")
+      ->needs(key_file);
+  app.add_option("--kind", opt.import_key.kind, "--import-key: the key's kind (default service-account)")
+      ->check(CLI::IsMember({"service-account", "personal"}))
+      ->needs(key_file);
+  app.add_option("--service-account", opt.import_key.service_account, "--import-key: the key's service account")
+      ->needs(key_file);
+  app.add_option("--key-id", opt.import_key.key_id, "--import-key: the key's id in Kosli")->needs(key_file);
+  app.add_flag("--watch", opt.watch,
+               "Read the --import or --import-key file again whenever it changes, and serve what it holds then");
   app.add_option("--parent-pid", opt.parent_pid, "Exit when this process exits (a CI job's shell)")
       ->check(CLI::Range(1, std::numeric_limits<pid_t>::max()));
   app.add_option("--ca-file", opt.ca_file,
@@ -210,9 +229,44 @@ int main(int argc, char** argv) {
   auto store = open_store(opt.backend);
   if (!store) return EXIT_FAILURE;
   AuditLog audit{opt.audit_log.value_or(config.audit_log.value_or(AuditLog::default_path()))};
-  if (auto problem = import_profiles(*store, opt.import_env, opt.import_file, audit)) {
+  // A file given on the command line replaces the configuration's.
+  std::optional<ImportConfig> import_config = config.import;
+  if (opt.import_file || !opt.import_key.file.empty()) import_config.reset();
+  if (opt.import_file) import_config = ImportConfig{.file = *opt.import_file};
+  if (!opt.import_key.file.empty()) import_config = opt.import_key, import_config->single_key = true;
+  if (import_config && opt.watch) import_config->watch = true;
+  if (opt.watch && !import_config) {
+    spdlog::error("--watch watches the file of --import or --import-key; give one of them");
+    return EXIT_FAILURE;
+  }
+  // Watched or single-key imports are kept track of; a plain list is read once.
+  const bool tracked = import_config && (import_config->watch || import_config->single_key);
+  const auto list_file = import_config && !tracked ? std::optional(import_config->file) : std::nullopt;
+  if (auto problem = import_profiles(*store, opt.import_env, list_file, audit)) {
     spdlog::error("{}", *problem);
     return EXIT_FAILURE;
+  }
+  std::unique_ptr<ImportWatch> imports;
+  int import_fd = -1;
+  if (tracked) {
+    auto source = import_source(*import_config);
+    if (auto* problem = std::get_if<std::string>(&source)) {
+      spdlog::error("{}", *problem);
+      return EXIT_FAILURE;
+    }
+    imports = std::make_unique<ImportWatch>(std::move(std::get<ImportSource>(source)), audit);
+    if (imports->source().watch) {  // watching first: a publish during the first read is not missed
+      auto watching = imports->open_watch();
+      if (auto* problem = std::get_if<std::string>(&watching)) {
+        spdlog::error("{}", *problem);
+        return EXIT_FAILURE;
+      }
+      import_fd = std::get<int>(watching);
+    }
+    if (auto problem = imports->import_at_start(*store)) {
+      spdlog::error("{}", *problem);
+      return EXIT_FAILURE;
+    }
   }
 
   const auto access = opt.allow_uids.empty() ? SocketAccess::owner_only : SocketAccess::allowed_uids;
@@ -231,6 +285,10 @@ int main(int argc, char** argv) {
   KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
   lifecycle.count_hooks_in(metrics);
   Router router{worker, cache, policy, audit, metrics, &lifecycle};
+  if (imports) {
+    imports->attach(worker, cache, &lifecycle);
+    router.report_import(imports.get());
+  }
   ServerOptions server_options{opt.allow_uids};
   server_options.idle_exit = std::chrono::seconds(opt.idle_exit_s.value_or(config.idle_exit_s.value_or(0)));
   server_options.busy = [&cache, &store, &lifecycle] {
@@ -246,6 +304,7 @@ int main(int argc, char** argv) {
     router.connection_refused(peer, why);
   };
   Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
+  if (import_fd >= 0) server.watch_readable(import_fd, [&imports] { imports->on_readable(); });
 
   // The screen locked, the machine goes to sleep, the keyring locked: every
   // cached key goes (a rotated key waiting for the keyring stays: it exists

@@ -110,6 +110,16 @@ json to_json(const SessionHealth& s) {
               {"last_forgot_reason", string_or_null(s.last_forgot_reason)}};
 }
 
+json to_json(const ImportHealth& i) {
+  json j{{"file", i.file}, {"watch", i.watch}, {"last_import_at", time_or_null(i.last_import_at)},
+         {"refused", i.refused}};
+  if (!i.last_error.empty()) {
+    j["last_error"] = i.last_error;
+    j["last_error_at"] = time_or_null(i.last_error_at);
+  }
+  return j;
+}
+
 }  // namespace
 
 json to_json(const HealthAnswer& h) {
@@ -146,6 +156,7 @@ json to_json(const HealthAnswer& h) {
     for (const auto& r : h.rotate_hooks) hooks.push_back(to_json(r));
     j["rotate_hooks"] = std::move(hooks);
   }
+  if (h.import) j["import"] = to_json(*h.import);
   return j;
 }
 
@@ -204,6 +215,10 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
                                              time_at(r, "last_run_at"), static_cast<int>(number(r, "attempts")),
                                              text(r, "last_error"), time_at(r, "next_attempt_at"),
                                              flag(r, "gave_up")});
+  }
+  if (const auto it = j.find("import"); it != j.end() && it->is_object()) {
+    h.import = ImportHealth{text(*it, "file"), flag(*it, "watch"), time_at(*it, "last_import_at"),
+                            number(*it, "refused"), text(*it, "last_error"), time_at(*it, "last_error_at")};
   }
   return h;
 }

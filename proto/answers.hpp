@@ -92,6 +92,15 @@ struct SessionHealth {
   bool notify = false;                 // desktop notifications on
   std::int64_t last_forgot_at = 0;     // null on the wire when never
   std::string last_forgot_reason;      // "screen_locked", "sleep", "keyring_locked"; null when never
+// GET /v1/health, "import": the file the daemon imports its keys from (sent
+// only by a daemon that has one).
+struct ImportHealth {
+  std::string file;
+  bool watch = false;               // read again whenever it is published anew
+  std::int64_t last_import_at = 0;  // when a publish was last taken
+  std::int64_t refused = 0;         // publishes refused since start
+  std::string last_error;           // sent while the latest publish is refused
+  std::int64_t last_error_at = 0;   // sent with last_error
 };
 
 // GET /v1/health.
@@ -116,6 +125,7 @@ struct HealthAnswer {
   std::optional<AuditLogHealth> audit_log;
   std::optional<SessionHealth> session;
   std::vector<RotateHookState> rotate_hooks;  // sent only when a profile has a hook
+  std::optional<ImportHealth> import;
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

@@ -12,6 +12,7 @@
 #include "daemon/api/answers.hpp"
 #include "daemon/keys/expiry.hpp"
 #include "daemon/keys/fingerprint.hpp"
+#include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
@@ -58,6 +59,7 @@ void Router::health(Reply reply) {
       answer.store_error = std::get<StoreError>(profiles).message;
     }
     if (lifecycle_) lifecycle_->describe(answer);
+    if (imports_) imports_->describe(answer);
     answer.audit_log = describe(audit_);
     for (const auto& section : health_sections_) section(answer);
     reply(Response{200, serialize(answer)});

@@ -11,6 +11,7 @@
 #include "daemon/api/answers.hpp"
 #include "daemon/keys/expiry.hpp"
 #include "daemon/keys/fingerprint.hpp"
+#include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
@@ -133,7 +134,9 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
                                       " keys"));
     case Route::metrics: {
       const auto audit = audit_.health();
-      return reply(Response{200, metrics_.exposition({audit.ok, audit.records_failed}), Metrics::kContentType});
+      std::string text = metrics_.exposition({audit.ok, audit.records_failed});
+      if (imports_) text += imports_->exposition();
+      return reply(Response{200, std::move(text), Metrics::kContentType});
     }
   }
   reply(error_response(ErrorCode::internal, "unhandled route"));

@@ -20,6 +20,7 @@ struct HealthAnswer;
 namespace kosli::daemon {
 
 class AuditLog;
+class ImportWatch;
 class KeyLifecycle;
 class Policy;
 
@@ -36,6 +37,9 @@ class Router {
 
   // Records a connection the server refused before any request was read.
   void connection_refused(const Peer& peer, std::string_view why);
+
+  // A file the keys are imported from: health and metrics report on it.
+  void report_import(ImportWatch* imports) { imports_ = imports; }
 
   // What GET /v1/metrics reports; the server counts connections into it.
   Metrics& metrics() { return metrics_; }
@@ -66,6 +70,7 @@ class Router {
   const Policy& policy_;
   AuditLog& audit_;
   KeyLifecycle* const lifecycle_;
+  ImportWatch* imports_ = nullptr;
   Metrics& metrics_;
   const std::chrono::steady_clock::time_point started_;
   std::vector<std::function<void(HealthAnswer&)>> health_sections_;

@@ -56,15 +56,15 @@ std::string variables_hint() {
   return std::string(" (from ") + kTokenVar + ", " + kOrgVar + " and " + kHostVar + ")";
 }
 
-// Reads all of `path` ("-": stdin) into `text`, refusing more than kMaxImportBytes.
-// `text` never reallocates, so wiping it wipes every copy it made.
-std::optional<std::string> read_whole(const std::string& path, std::string& text) {
+}  // namespace
+
+std::optional<std::string> read_import_text(const std::string& path, std::string& text, bool quiet) {
   const bool from_stdin = path == "-";
   const std::string what = from_stdin ? "standard input" : path;
   const int fd = from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "cannot open " + what + ": " + std::strerror(errno);
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+  if (!quiet && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
     spdlog::warn("{} holds API keys and other users may read it; make it private (chmod 600)", what);
   }
   text.assign(kMaxImportBytes + 1, '\0');
@@ -89,8 +89,6 @@ std::optional<std::string> read_whole(const std::string& path, std::string& text
   text.resize(got);
   return std::nullopt;
 }
-
-}  // namespace
 
 ImportResult import_environment() {
   Secret token = take_env(kTokenVar);
@@ -121,7 +119,11 @@ ImportResult import_environment() {
 ImportResult import_file(const std::string& path) {
   const std::string what = path == "-" ? "--import -" : "--import " + path;
   std::string text;
-  if (auto problem = read_whole(path, text)) return what + ": " + *problem;
+  if (auto problem = read_import_text(path, text)) return what + ": " + *problem;
+  return parse_import_list(text, what);
+}
+
+ImportResult parse_import_list(std::string& text, const std::string& what) {
   // Parsed as a SecretJson: each buffer that held a key is wiped when freed.
   SecretJson list;
   if (auto problem = parse_secret_json(text, list)) return what + ": " + *problem;

@@ -39,6 +39,16 @@ ImportResult import_environment();
 // and "kind" to "service-account".
 ImportResult import_file(const std::string& path);
 
+// Reads all of `path` ("-": stdin) into `text`, refusing more than
+// kMaxImportBytes; the error names the file. `text` never reallocates, so
+// wiping it wipes every copy it made. A file others may read is warned about
+// unless `quiet`.
+std::optional<std::string> read_import_text(const std::string& path, std::string& text, bool quiet = false);
+
+// The JSON list of import_file, from `text` (which is wiped); `what` begins
+// every message.
+ImportResult parse_import_list(std::string& text, const std::string& what);
+
 // Stores the profiles, in order, each audited as an import from `source`. The
 // error names the profile that failed.
 std::optional<std::string> store_imported(Store& store, const std::vector<ImportedProfile>& profiles,

@@ -172,10 +172,16 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
         }
         if ((problem = r.profile(settings, "profiles." + name, config.profiles[name]))) break;
       }
+    } else if (key == "import" || key == "import_key") {
+      if (config.import) {
+        problem = r.error(key, "cannot be given with another 'import' or 'import_key': the daemon imports one file");
+      } else if (auto bad = read_import_config(value, key, config.import.emplace())) {
+        problem = ConfigError{origin + ": " + *bad};
+      }
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
                              "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, lock_on, notify, "
-                             "profiles)");
+                             "profiles, import, import_key)");
     }
     if (problem) return *problem;
   }

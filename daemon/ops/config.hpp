@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/ops/lock_on.hpp"
+#include "daemon/ops/import_config.hpp"
 
 namespace kosli::daemon {
 
@@ -56,6 +57,7 @@ struct Config {
   LockOn lock_on;      // what makes the daemon forget its cached keys
   bool notify = true;  // desktop notifications
   std::map<std::string, ProfileConfig, std::less<>> profiles;
+  std::optional<ImportConfig> import;  // "import" or "import_key"
 };
 
 struct ConfigError {

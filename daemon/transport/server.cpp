@@ -5,13 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -21,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/transport/connection.hpp"
+#include "daemon/transport/fd_watch.hpp"
 #include "daemon/transport/http_request.hpp"
 #include "daemon/transport/peer_identity.hpp"
 #include "daemon/transport/refusal.hpp"
@@ -50,6 +49,7 @@ class Server::Impl {
 
   void post(std::function<void()> fn) { asio::post(ioc_, std::move(fn)); }
   std::size_t open_connections() const { return state_.open; }
+  void watch_readable(int fd, std::function<void()> fn) { watched_.push_back(watch_readable_fd(ioc_, fd, fn)); }
 
   void run(const std::function<void()>& on_ready, std::function<void()> housekeeping) {
     housekeeping_ = std::move(housekeeping);
@@ -321,6 +321,7 @@ class Server::Impl {
     idle_timer_.cancel();
     parent_timer_.cancel();
     parent_watch_.close(ignored);
+    for (auto& watched : watched_) watched->close(ignored);
     housekeeping_timer_.cancel();
     shutdown_timer_.expires_after(kShutdownGrace);
     shutdown_timer_.async_wait([this](beast::error_code ec) {
@@ -362,6 +363,7 @@ class Server::Impl {
   asio::steady_timer idle_timer_;
   asio::steady_timer parent_timer_;
   asio::posix::stream_descriptor parent_watch_;  // a pidfd
+  std::vector<std::shared_ptr<asio::posix::stream_descriptor>> watched_;  // Server::watch_readable's
   asio::strand<asio::io_context::executor_type> sweep_strand_;
   asio::steady_timer sweep_timer_;  // on sweep_strand_, as is sweeping_
   bool sweeping_ = false;
@@ -392,7 +394,7 @@ void Server::run(const std::function<void()>& on_ready, std::function<void()> ho
 }
 
 void Server::post(std::function<void()> fn) { impl_->post(std::move(fn)); }
-
+void Server::watch_readable(int fd, std::function<void()> fn) { impl_->watch_readable(fd, std::move(fn)); }
 std::size_t Server::open_connections() const { return impl_->open_connections(); }
 
 }  // namespace kosli::daemon

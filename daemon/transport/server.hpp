@@ -55,6 +55,10 @@ class Server {
   // thread). While run() serves, it runs; after, it may not.
   void post(std::function<void()> fn);
 
+  // Takes ownership of `fd` and runs `on_readable` on the event loop whenever
+  // it can be read (before run(), from the thread that calls it).
+  void watch_readable(int fd, std::function<void()> on_readable);
+
   // Connections open now (from any thread).
   std::size_t open_connections() const;
 
