@@ -92,6 +92,8 @@ struct SessionHealth {
   bool notify = false;                 // desktop notifications on
   std::int64_t last_forgot_at = 0;     // null on the wire when never
   std::string last_forgot_reason;      // "screen_locked", "sleep", "keyring_locked"; null when never
+};
+
 // GET /v1/health, "import": the file the daemon imports its keys from (sent
 // only by a daemon that has one).
 struct ImportHealth {
