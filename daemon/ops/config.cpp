@@ -71,8 +71,12 @@ struct Reader {
         out.rotate_grace_hours = value.get<int>();
         continue;
       }
+      if (field == "confirm") {
+        if (auto e = read_confirm(value, origin, name, out.confirm)) return e;
+        continue;
+      }
       if (field != "allowed_clients") {
-        return error(name, "is not a known setting (known: allowed_clients, rotate_every_days, "
+        return error(name, "is not a known setting (known: allowed_clients, confirm, rotate_every_days, "
                            "rotate_before_expiry_days, rotate_grace_hours)");
       }
       if (!value.is_array()) return error(name, "must be a list of absolute program paths");
@@ -119,6 +123,10 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       problem = r.seconds(value, key, config.idle_exit_s);
     } else if (key == "audit_log") {
       problem = r.path(value, key, config.audit_log);
+    } else if (key == "askpass") {
+      problem = read_askpass(value, origin, config);
+    } else if (key == "confirm_timeout_s") {
+      problem = read_confirm_timeout(value, origin, config);
     } else if (key == "ca_file") {
       problem = r.path(value, key, config.ca_file);
     } else if (key == "expiry_warning_days") {
@@ -164,7 +172,8 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       }
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
-                             "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, profiles)");
+                             "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, askpass, "
+                             "confirm_timeout_s, profiles)");
     }
     if (problem) return *problem;
   }

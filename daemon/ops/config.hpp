@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace kosli::daemon {
 
 enum class GitErase { forget, remove };  // "forget" | "delete"
@@ -20,6 +22,13 @@ enum class GitErase { forget, remove };  // "forget" | "delete"
 enum class UidAccess {
   read,    // "read": health, profiles, a profile, a token, metrics (the GET routes)
   manage,  // "manage": every route, as the owner
+};
+
+// Whether a token for a profile waits for its owner's yes (daemon/ops/approvals.hpp).
+enum class Confirm {
+  never,        // "never": handed out without asking (the default)
+  per_program,  // "per-program": asked once per program, by the real path of its executable
+  always,       // "always": asked every time
 };
 
 struct ProfileConfig {
@@ -33,6 +42,7 @@ struct ProfileConfig {
   double rotate_before_expiry_days = 0;
   // The old key's grace period for a scheduled rotation.
   int rotate_grace_hours = 24;
+  Confirm confirm = Confirm::never;
 };
 
 // Clients warn about a key this many days before it expires, unless configured.
@@ -49,6 +59,10 @@ struct Config {
   std::optional<std::string> ca_file;
   int expiry_warning_days = kDefaultExpiryWarningDays;  // 0: never warn
   std::map<std::string, ProfileConfig, std::less<>> profiles;
+  // Approvals: the askpass program (KOSLI_CRED_ASKPASS overrides it), and how
+  // long a question waits for its answer.
+  std::optional<std::string> askpass;
+  long confirm_timeout_s = 30;
 };
 
 struct ConfigError {
@@ -57,6 +71,13 @@ struct ConfigError {
 
 // $XDG_CONFIG_HOME/kosli-cred/config.json, or ~/.config/kosli-cred/config.json.
 std::string default_config_path();
+
+// The approval settings (daemon/ops/confirm_config.cpp): `confirm`, `askpass`
+// and `confirm_timeout_s`; nullopt when `value` is valid (and then stored).
+std::optional<ConfigError> read_confirm(const nlohmann::json& value, const std::string& origin,
+                                        const std::string& key, Confirm& out);
+std::optional<ConfigError> read_askpass(const nlohmann::json& value, const std::string& origin, Config& out);
+std::optional<ConfigError> read_confirm_timeout(const nlohmann::json& value, const std::string& origin, Config& out);
 
 // Parses and validates config text; `origin` names the file in messages.
 std::variant<Config, ConfigError> parse_config(std::string_view text, const std::string& origin);
