@@ -23,6 +23,7 @@
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
+#include "daemon/ops/approvals.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/config.hpp"
 #include "daemon/ops/hardening.hpp"
@@ -221,7 +222,8 @@ int main(int argc, char** argv) {
   MeteredStore metered_store{*store, metrics};
   StoreWorker worker{metered_store};
   KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
-  Router router{worker, cache, policy, audit, metrics, &lifecycle};
+  Approvals approvals{config, audit, metrics};
+  Router router{worker, cache, policy, audit, metrics, &lifecycle, &approvals};
   ServerOptions server_options{opt.allow_uids};
   server_options.idle_exit = std::chrono::seconds(opt.idle_exit_s.value_or(config.idle_exit_s.value_or(0)));
   server_options.busy = [&cache, &store, &lifecycle] {
@@ -237,6 +239,7 @@ int main(int argc, char** argv) {
     router.connection_refused(peer, why);
   };
   Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
+  approvals.answer_on([&server](std::function<void()> answer) { server.post(std::move(answer)); });
 
   // The audit lines of one turn of the event loop go out in one write, and the
   // tokens answered in that turn wait for it (a group commit). With one
@@ -257,6 +260,7 @@ int main(int argc, char** argv) {
 
   audit.write_through();  // what the shutdown below records is written at once
   systemd.notify("STOPPING=1");
+  approvals.stop();         // questions still open are denied …
   lifecycle.stop_timers();  // no scheduled rotation or keyring retry starts now …
   kosli->stop();            // … calls to Kosli in flight finish (each has a deadline) …
   lifecycle.stop();         // … then keys Kosli issued get one last chance at the keyring …

@@ -119,6 +119,7 @@ json to_json(const HealthAnswer& h) {
     j["waiting_keys"] = std::move(waiting);
   }
   if (h.audit_log) j["audit_log"] = to_json(*h.audit_log);
+  if (h.approvals) j["approvals"] = to_json(*h.approvals);
   return j;
 }
 
@@ -157,6 +158,7 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
     h.audit_log = AuditLogHealth{text(*it, "kind"), text(*it, "path"), flag(*it, "ok"), text(*it, "error"),
                                  time_at(*it, "failing_since")};
   }
+  if (const auto it = j.find("approvals"); it != j.end() && it->is_object()) h.approvals = approvals_from_json(*it);
   return h;
 }
 

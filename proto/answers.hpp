@@ -16,6 +16,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "proto/approvals_answer.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli {
@@ -82,6 +83,8 @@ struct HealthAnswer {
   std::vector<RotationSchedule> rotation;
   std::vector<WaitingKey> waiting_keys;
   std::optional<AuditLogHealth> audit_log;
+  // Sent by a daemon with a profile that has "confirm" (proto/approvals_answer.hpp).
+  std::optional<ApprovalsHealth> approvals;
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

@@ -14,6 +14,7 @@
 #include "daemon/keys/fingerprint.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"
+#include "daemon/ops/approvals.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/transport/peer_identity.hpp"
@@ -56,6 +57,7 @@ void Router::health(Reply reply) {
     }
     if (lifecycle_) lifecycle_->describe(answer);
     answer.audit_log = describe(audit_);
+    if (approvals_ && approvals_->any()) answer.approvals = approvals_->describe();
     reply(Response{200, serialize(answer)});
   });
 }

@@ -14,6 +14,7 @@
 
 namespace kosli::daemon {
 
+class Approvals;
 class AuditLog;
 class KeyLifecycle;
 class Policy;
@@ -23,8 +24,9 @@ class Router {
   // Without a KeyLifecycle (no Kosli client), verify and rotate answer 501.
   // `metrics` counts what the router answers; the store's failures are counted
   // where the store is (MeteredStore), whoever calls it.
+  // Without Approvals, no token waits for one ("confirm" is not enforced).
   Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit, Metrics& metrics,
-         KeyLifecycle* lifecycle = nullptr);
+         KeyLifecycle* lifecycle = nullptr, Approvals* approvals = nullptr);
 
   // Answers exactly once through `reply`.
   void handle(Request request, const Peer& peer, Reply reply);
@@ -44,6 +46,8 @@ class Router {
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
   void reject(const std::string& name, const Peer& peer, Reply reply);
+  // A token for a profile with "confirm" (handlers/approval.cpp): once approved, token().
+  void approved_token(const std::string& name, const Peer& peer, Reply reply);
   // Verify and rotate (handlers/keys.cpp): the key service's results as answers.
   void verify(const std::string& name, const Peer& peer, Reply reply);
   void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
@@ -57,6 +61,7 @@ class Router {
   const Policy& policy_;
   AuditLog& audit_;
   KeyLifecycle* const lifecycle_;
+  Approvals* const approvals_;
   Metrics& metrics_;
   const std::chrono::steady_clock::time_point started_;
 };
