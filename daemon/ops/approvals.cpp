@@ -181,7 +181,7 @@ void Approvals::run_question(std::shared_ptr<Question> question) {
   if (const auto* why = std::get_if<std::string>(&found)) {
     how = "askpass_unavailable";
     detail = "askpass unavailable: " + *why;
-    message = "profile '" + meta.name + "' needs your approval for each program (\"confirm\": \"" +
+    message = "profile '" + meta.name + "' hands its key out only with your approval (\"confirm\": \"" +
               std::string(confirm_name(question->confirm)) + "\"), and no one could be asked: " + *why +
               "; or " + setting;
   } else {
