@@ -163,6 +163,23 @@ TEST_F(ApprovalTest, PerProgramAsksOnceNamingTheProgramThenRemembersIt) {
     if (r["event"] == "approval" && r.value("detail", "").rfind("remembered", 0) == 0) ++remembered;
   }
   EXPECT_EQ(remembered, 1u);
+
+  if (std::filesystem::exists("/usr/bin/curl")) {
+    const auto metrics = run({"/usr/bin/curl", "-s", "--unix-socket", socket(), "http://localhost/v1/metrics"});
+    EXPECT_NE(metrics.out.find("kosli_credd_approvals_total{decision=\"askpass_yes\"} 2"), std::string::npos)
+        << metrics.out;
+    EXPECT_NE(metrics.out.find("kosli_credd_approvals_total{decision=\"remembered\"} 1"), std::string::npos);
+  }
+}
+
+// exec asks for the program it is about to run: that is what the question names.
+TEST_F(ApprovalTest, ExecAsksForTheProgramItRuns) {
+  Daemon daemon(socket(), args_, desktop());
+  const auto r = cred(socket(), {"exec", "--profile", "al", "--", "/bin/sh", "-c", "test -n \"$KOSLI_API_TOKEN\""});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(asked(), 1u);
+  const std::string question = read_file(dir_.path() + "/question");
+  EXPECT_NE(question.find("Program: " + real_path("/bin/sh") + " (pid "), std::string::npos) << question;
 }
 
 TEST_F(ApprovalTest, AlwaysAsksEveryTime) {
