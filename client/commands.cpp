@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/api.hpp"
+#include "client/approvals_status.hpp"
 #include "client/cli_error.hpp"
 #include "client/core_dumps.hpp"
 #include "client/exec_program.hpp"
@@ -383,6 +384,7 @@ int cmd_status(DaemonClient& daemon, bool as_json) {
     }
     std::printf("%s\n", line.c_str());
   }
+  if (h.approvals) print_approvals(*h.approvals);
   for (const auto& w : h.waiting_keys) {
     std::printf("waiting:   profile '%s': a rotated key (%s) is held in kosli-credd's memory only, NOT in the "
                 "keyring (%d attempts; last error: %s); keep kosli-credd running, or save it by hand: %s\n",

@@ -24,6 +24,7 @@
 #include "daemon/keys/store_worker.hpp"
 #include "daemon/keys/token_cache.hpp"
 #include "daemon/kosli/kosli_api.hpp"
+#include "daemon/ops/approvals.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/config.hpp"
 #include "daemon/ops/hardening.hpp"
@@ -283,8 +284,9 @@ int main(int argc, char** argv) {
   MeteredStore metered_store{*store, metrics};
   StoreWorker worker{metered_store};
   KeyLifecycle lifecycle{worker, cache, audit, *kosli, config};
+  Approvals approvals{config, audit, metrics};
   lifecycle.count_hooks_in(metrics);
-  Router router{worker, cache, policy, audit, metrics, &lifecycle};
+  Router router{worker, cache, policy, audit, metrics, &lifecycle, &approvals};
   if (imports) {
     imports->attach(worker, cache, &lifecycle);
     router.report_import(imports.get());
@@ -304,15 +306,16 @@ int main(int argc, char** argv) {
     router.connection_refused(peer, why);
   };
   Server server{listen_socket.release_fd(), router, metrics, std::move(server_options)};
+  approvals.answer_on([&server](std::function<void()> answer) { server.post(std::move(answer)); });
   if (import_fd >= 0) server.watch_readable(import_fd, [&imports] { imports->on_readable(); });
 
   // The screen locked, the machine goes to sleep, the keyring locked: every
   // cached key goes (a rotated key waiting for the keyring stays: it exists
   // nowhere else), one audit record says why. On the server's loop.
   const Peer self = this_process();
-  const auto forget = [&cache, &audit, &self](ForgetReason reason) {
+  const auto forget = [&cache, &approvals, &audit, &self](ForgetReason reason) {
     cache.clear();
-    // Approvals are forgotten here too, once there are any.
+    approvals.forget_all(std::string(reason_name(reason)));
     spdlog::info("{}: forgot every cached key", reason_name(reason));
     audit.record(AuditRecord{"forget", {}, "ok", reason_name(reason)}, self);
   };
@@ -341,6 +344,7 @@ int main(int argc, char** argv) {
 
   audit.write_through();  // what the shutdown below records is written at once
   systemd.notify("STOPPING=1");
+  approvals.stop();         // questions still open are denied …
   lifecycle.stop_timers();  // no scheduled rotation or keyring retry starts now …
   kosli->stop();            // … calls to Kosli in flight finish (each has a deadline) …
   lifecycle.stop();         // … then keys Kosli issued get one last chance at the keyring …

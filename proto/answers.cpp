@@ -157,6 +157,7 @@ json to_json(const HealthAnswer& h) {
     j["rotate_hooks"] = std::move(hooks);
   }
   if (h.import) j["import"] = to_json(*h.import);
+  if (h.approvals) j["approvals"] = to_json(*h.approvals);
   return j;
 }
 
@@ -220,6 +221,7 @@ std::optional<HealthAnswer> health_from_json(const json& j) {
     h.import = ImportHealth{text(*it, "file"), flag(*it, "watch"), time_at(*it, "last_import_at"),
                             number(*it, "refused"), text(*it, "last_error"), time_at(*it, "last_error_at")};
   }
+  if (const auto it = j.find("approvals"); it != j.end() && it->is_object()) h.approvals = approvals_from_json(*it);
   return h;
 }
 

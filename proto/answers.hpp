@@ -16,6 +16,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "proto/approvals_answer.hpp"
 #include "proto/profile.hpp"
 
 namespace kosli {
@@ -128,6 +129,8 @@ struct HealthAnswer {
   std::optional<SessionHealth> session;
   std::vector<RotateHookState> rotate_hooks;  // sent only when a profile has a hook
   std::optional<ImportHealth> import;
+  // Sent by a daemon with a profile that has "confirm" (proto/approvals_answer.hpp).
+  std::optional<ApprovalsHealth> approvals;
 };
 
 nlohmann::json to_json(const HealthAnswer& answer);

@@ -59,6 +59,13 @@ inline constexpr std::chrono::seconds kClientRequestDeadline{15};
 // for a store call queued before them.
 inline constexpr std::chrono::seconds kClientKosliRequestDeadline{45};
 static_assert(kClientKosliRequestDeadline > kKosliCallDeadline + 3 * kStoreCallDeadline);
+// The longest a token for a profile with "confirm" waits for its owner's answer
+// (config: confirm_timeout_s, default and most 30 s) ...
+inline constexpr std::chrono::seconds kMaxConfirmTimeout{30};
+// ... and how long a client waits for a token: the profile read, the question,
+// then the key read.
+inline constexpr std::chrono::seconds kClientConfirmRequestDeadline{45};
+static_assert(kClientConfirmRequestDeadline > kMaxConfirmTimeout + 2 * kStoreCallDeadline);
 
 // What kosli-credd writes to its --ready-fd once it accepts connections.
 inline constexpr std::string_view kReadyLine = "ok\n";

@@ -27,6 +27,7 @@ enum class Route {
 enum class Wait {
   daemon,  // the daemon and the keyring: limits::kClientRequestDeadline
   kosli,   // a call to Kosli besides: limits::kClientKosliRequestDeadline
+  person,  // perhaps a person's answer besides (confirm): limits::kClientConfirmRequestDeadline
 };
 
 struct RouteSpec {

@@ -15,6 +15,7 @@
 #include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"
+#include "daemon/ops/approvals.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/transport/peer_identity.hpp"
@@ -62,6 +63,7 @@ void Router::health(Reply reply) {
     if (imports_) imports_->describe(answer);
     answer.audit_log = describe(audit_);
     for (const auto& section : health_sections_) section(answer);
+    if (approvals_ && approvals_->any()) answer.approvals = approvals_->describe();
     reply(Response{200, serialize(answer)});
   });
 }

@@ -14,6 +14,7 @@
 #include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"
+#include "daemon/ops/approvals.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/ops/policy.hpp"
 #include "daemon/transport/peer_identity.hpp"
@@ -42,12 +43,13 @@ std::string_view audit_event(Route route) {
 }  // namespace
 
 Router::Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit, Metrics& metrics,
-               KeyLifecycle* lifecycle)
+               KeyLifecycle* lifecycle, Approvals* approvals)
     : worker_(worker),
       cache_(cache),
       policy_(policy),
       audit_(audit),
       lifecycle_(lifecycle),
+      approvals_(approvals),
       metrics_(metrics),
       started_(std::chrono::steady_clock::now()) {}
 
@@ -93,7 +95,8 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
   // read again for this request (a peer may have exec'd since it connected);
   // elsewhere the peer as it connected is enough, and costs nothing more.
   std::optional<Peer> now;
-  if (policy_.guards(route.route, route.profile)) {
+  const bool confirms = approvals_ != nullptr && approvals_->confirms(route.route, route.profile);
+  if (policy_.guards(route.route, route.profile) || confirms) {
     now = peer_now(peer, request.exec_program);
   } else if (!request.exec_program.empty() && peer.installed_client) {
     now = peer;
@@ -115,10 +118,13 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     case Route::get_profile: return get_profile(route.profile, std::move(reply));
     case Route::put_profile: return put_profile(route.profile, request, asking, std::move(reply));
     case Route::delete_profile: return delete_profile(route.profile, asking, std::move(reply));
-    case Route::token: return token(route.profile, asking, std::move(reply));
+    case Route::token:
+      if (confirms) return approved_token(route.profile, asking, std::move(reply));
+      return token(route.profile, asking, std::move(reply));
     case Route::reject: return reject(route.profile, asking, std::move(reply));
     case Route::lock:
       cache_.clear();
+      if (approvals_) approvals_->forget_all("kosli-cred lock");
       spdlog::info("lock: forgot every cached key");
       audit_.record(AuditRecord{"lock", {}, "ok", {}}, asking);
       return reply(Response{204, {}});

@@ -19,6 +19,7 @@ struct HealthAnswer;
 
 namespace kosli::daemon {
 
+class Approvals;
 class AuditLog;
 class ImportWatch;
 class KeyLifecycle;
@@ -29,8 +30,9 @@ class Router {
   // Without a KeyLifecycle (no Kosli client), verify and rotate answer 501.
   // `metrics` counts what the router answers; the store's failures are counted
   // where the store is (MeteredStore), whoever calls it.
+  // Without Approvals, no token waits for one ("confirm" is not enforced).
   Router(StoreWorker& worker, TokenCache& cache, const Policy& policy, AuditLog& audit, Metrics& metrics,
-         KeyLifecycle* lifecycle = nullptr);
+         KeyLifecycle* lifecycle = nullptr, Approvals* approvals = nullptr);
 
   // Answers exactly once through `reply`.
   void handle(Request request, const Peer& peer, Reply reply);
@@ -57,6 +59,8 @@ class Router {
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
   void reject(const std::string& name, const Peer& peer, Reply reply);
+  // A token for a profile with "confirm" (handlers/approval.cpp): once approved, token().
+  void approved_token(const std::string& name, const Peer& peer, Reply reply);
   // Verify and rotate (handlers/keys.cpp): the key service's results as answers.
   void verify(const std::string& name, const Peer& peer, Reply reply);
   void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);
@@ -71,6 +75,7 @@ class Router {
   AuditLog& audit_;
   KeyLifecycle* const lifecycle_;
   ImportWatch* imports_ = nullptr;
+  Approvals* const approvals_;
   Metrics& metrics_;
   const std::chrono::steady_clock::time_point started_;
   std::vector<std::function<void(HealthAnswer&)>> health_sections_;

@@ -76,8 +76,12 @@ struct Reader {
         if (auto bad = read_hook_command(value, out.on_rotate)) return error(name, *bad);
         continue;
       }
+      if (field == "confirm") {
+        if (auto e = read_confirm(value, origin, name, out.confirm)) return e;
+        continue;
+      }
       if (field != "allowed_clients") {
-        return error(name, "is not a known setting (known: allowed_clients, rotate_every_days, "
+        return error(name, "is not a known setting (known: allowed_clients, confirm, rotate_every_days, "
                            "rotate_before_expiry_days, rotate_grace_hours, on_rotate)");
       }
       if (!value.is_array()) return error(name, "must be a list of absolute program paths");
@@ -124,6 +128,10 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
       problem = r.seconds(value, key, config.idle_exit_s);
     } else if (key == "audit_log") {
       problem = r.path(value, key, config.audit_log);
+    } else if (key == "askpass") {
+      problem = read_askpass(value, origin, config);
+    } else if (key == "confirm_timeout_s") {
+      problem = read_confirm_timeout(value, origin, config);
     } else if (key == "ca_file") {
       problem = r.path(value, key, config.ca_file);
     } else if (key == "expiry_warning_days") {
@@ -181,7 +189,7 @@ std::variant<Config, ConfigError> parse_config(std::string_view text, const std:
     } else {
       problem = r.error(key, "is not a known setting (known: cache_ttl_s, idle_exit_s, audit_log, "
                              "allow_uids, allow_uid_access, git_erase, ca_file, expiry_warning_days, lock_on, notify, "
-                             "profiles, import, import_key)");
+                             "askpass, confirm_timeout_s, profiles, import, import_key)");
     }
     if (problem) return *problem;
   }

@@ -14,6 +14,7 @@
 
 #include "daemon/ops/lock_on.hpp"
 #include "daemon/ops/import_config.hpp"
+#include <nlohmann/json_fwd.hpp>
 
 namespace kosli::daemon {
 
@@ -23,6 +24,13 @@ enum class GitErase { forget, remove };  // "forget" | "delete"
 enum class UidAccess {
   read,    // "read": health, profiles, a profile, a token, metrics (the GET routes)
   manage,  // "manage": every route, as the owner
+};
+
+// Whether a token for a profile waits for its owner's yes (daemon/ops/approvals.hpp).
+enum class Confirm {
+  never,        // "never": handed out without asking (the default)
+  per_program,  // "per-program": asked once per program, by the real path of its executable
+  always,       // "always": asked every time
 };
 
 struct ProfileConfig {
@@ -39,6 +47,7 @@ struct ProfileConfig {
   // The rotation hook: a program (absolute path) and its arguments, run after
   // every successful rotation with the new key on its stdin; empty: none.
   std::vector<std::string> on_rotate;
+  Confirm confirm = Confirm::never;
 };
 
 // Clients warn about a key this many days before it expires, unless configured.
@@ -58,6 +67,10 @@ struct Config {
   bool notify = true;  // desktop notifications
   std::map<std::string, ProfileConfig, std::less<>> profiles;
   std::optional<ImportConfig> import;  // "import" or "import_key"
+  // Approvals: the askpass program (KOSLI_CRED_ASKPASS overrides it), and how
+  // long a question waits for its answer.
+  std::optional<std::string> askpass;
+  long confirm_timeout_s = 30;
 };
 
 struct ConfigError {
@@ -66,6 +79,13 @@ struct ConfigError {
 
 // $XDG_CONFIG_HOME/kosli-cred/config.json, or ~/.config/kosli-cred/config.json.
 std::string default_config_path();
+
+// The approval settings (daemon/ops/confirm_config.cpp): `confirm`, `askpass`
+// and `confirm_timeout_s`; nullopt when `value` is valid (and then stored).
+std::optional<ConfigError> read_confirm(const nlohmann::json& value, const std::string& origin,
+                                        const std::string& key, Confirm& out);
+std::optional<ConfigError> read_askpass(const nlohmann::json& value, const std::string& origin, Config& out);
+std::optional<ConfigError> read_confirm_timeout(const nlohmann::json& value, const std::string& origin, Config& out);
 
 // Parses and validates config text; `origin` names the file in messages.
 std::variant<Config, ConfigError> parse_config(std::string_view text, const std::string& origin);

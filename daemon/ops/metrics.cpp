@@ -122,6 +122,13 @@ void Metrics::rotate_hook_run(HookResult result) {
   if (index < rotate_hook_runs_.size()) rotate_hook_runs_[index].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::approval_decided(std::string_view how) {
+  std::lock_guard lock(tokens_mutex_);
+  auto it = approvals_by_how_.find(how);
+  if (it == approvals_by_how_.end()) it = approvals_by_how_.emplace(std::string(how), 0).first;
+  ++it->second;
+}
+
 std::string Metrics::exposition(const AuditLogGauges& audit_log) const {
   Writer w;
   w.header("requests_total", "counter", "Requests answered, by route and HTTP status.");
@@ -167,6 +174,15 @@ std::string Metrics::exposition(const AuditLogGauges& audit_log) const {
     for (const auto& [profile, n] : tokens_by_profile_) {
       w.sample("tokens_issued_total", "profile=\"" + escape_label(profile) + "\"", n);
     }
+  }
+  {
+    std::lock_guard lock(tokens_mutex_);
+    if (!approvals_by_how_.empty()) {
+      w.header("approvals_total", "counter",
+               "Token requests for profiles with confirm, by how they were decided (askpass_yes and remembered "
+               "allow; the others deny).");
+    }
+    for (const auto& [how, n] : approvals_by_how_) w.sample("approvals_total", "decision=\"" + how + "\"", n);
   }
 
   w.header("audit_log_ok", "gauge", "1 while the audit log is written, 0 while its writes (or its opening) fail.");

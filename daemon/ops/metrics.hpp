@@ -42,6 +42,9 @@ class Metrics final : public StoreErrorCounter {
   void cache_miss() { cache_misses_.fetch_add(1, std::memory_order_relaxed); }
   void store_error(StoreError::Kind kind) override;
   void token_issued(std::string_view profile);
+  // A token request for a profile with "confirm" decided: `how` is "remembered",
+  // "askpass_yes", "askpass_no", "askpass_timeout", "askpass_unavailable", …
+  void approval_decided(std::string_view how);
   void connection_opened() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
   // One attempt of a profile's on_rotate hook (not one cancelled by a stop).
@@ -71,6 +74,7 @@ class Metrics final : public StoreErrorCounter {
 
   mutable std::mutex tokens_mutex_;
   std::map<std::string, std::uint64_t, std::less<>> tokens_by_profile_;
+  std::map<std::string, std::uint64_t, std::less<>> approvals_by_how_;  // under tokens_mutex_
 };
 
 }  // namespace kosli::daemon

@@ -146,13 +146,14 @@ TEST(MatchRouteEmptyName, AnEmptyNameIsABadNameForEveryMethod) {
   EXPECT_TRUE(std::holds_alternative<RouteMethodNotAllowed>(match_route("GET", "/v1/lock")));
 }
 
-TEST(RoutesTest, VerifyAndRotateWaitForKosli) {
+TEST(RoutesTest, VerifyAndRotateWaitForKosliAndATokenForAPerson) {
   for (int r = 0; r <= static_cast<int>(Route::metrics); ++r) {
     const auto route = static_cast<Route>(r);
     const bool asks_kosli = route == Route::verify || route == Route::rotate;
-    EXPECT_EQ(route_deadline(route),
-              asks_kosli ? limits::kClientKosliRequestDeadline : limits::kClientRequestDeadline)
-        << route_spec(route).pattern;
+    const auto expected = route == Route::token ? limits::kClientConfirmRequestDeadline
+                          : asks_kosli          ? limits::kClientKosliRequestDeadline
+                                                : limits::kClientRequestDeadline;
+    EXPECT_EQ(route_deadline(route), expected) << route_spec(route).pattern;
   }
   EXPECT_EQ(limits::kClientRequestDeadline, std::chrono::seconds(15));
   EXPECT_EQ(limits::kClientKosliRequestDeadline, std::chrono::seconds(45));
