@@ -235,5 +235,45 @@ TEST_F(FleetTest, ARotatorsHookPublishesIntoASecretVolumeAndASidecarFollowsIt) {
   expect_no_keys_logged(sidecar, {old_key, new_key});
 }
 
+// "Many runners": a rotator that starts fresh each run (a scheduled pipeline
+// importing the key) must publish KOSLI_KEY_ID too, so the next run can say
+// which key it holds: --import-key with --service-account and --key-id.
+constexpr const char* kPublishWithId = R"SH(set -e
+cat > "$1/api-key.tmp"
+mv "$1/api-key.tmp" "$1/api-key"
+printf %s "$KOSLI_KEY_ID" > "$1/key-id"
+)SH";
+
+TEST_F(FleetTest, ARotatorStartedFreshEachRunRotatesWithTheKeyIdItsHookPublished) {
+  const std::string first = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {key_entry(first)}}}.dump());
+  const std::string engine = dir_.path() + "/engine";
+  fs::create_directories(engine);
+  std::ofstream(engine + "/api-key") << first << "\n";
+  std::ofstream(engine + "/key-id") << "k1";
+  write_config(json{{"profiles", {{"ci", {{"on_rotate", {make_script("publish-with-id", kPublishWithId), engine}}}}}}}
+                   .dump());
+
+  std::vector<std::string> issued = {first};
+  for (int run_no = 1; run_no <= 2; ++run_no) {
+    SCOPED_TRACE("run " + std::to_string(run_no));
+    const std::string key_id = read_file(engine + "/key-id");
+    Daemon rotator(socket(), {"--backend", "memory", "--ca-file", pki_.ca_cert, "--config", config_path(),
+                              "--import-key", engine + "/api-key", "--org", "acme", "--host", standin.url(),
+                              "--profile", "ci", "--service-account", "ci", "--key-id", key_id},
+                   no_proxy());
+    const auto rotated = cred(socket(), {"rotate", "--profile", "ci", "--via-api", "--grace-hours", "1"});
+    ASSERT_EQ(rotated.exit_code, 0) << rotated.err << rotator.log();
+    EXPECT_EQ(requests(standin, "POST", "/api-keys/" + key_id + "/rotate").size(), 1u);
+    ASSERT_TRUE(eventually([&] { return read_file(engine + "/key-id") != key_id; }, std::chrono::seconds(10)))
+        << rotator.log();
+    const std::string published = read_file(engine + "/api-key");
+    EXPECT_EQ(published, key_with_id(standin, read_file(engine + "/key-id"))) << "the key and its id, together";
+    issued.push_back(published);
+    EXPECT_EQ(rotator.stop(), 0);
+    expect_no_keys_logged(rotator, issued);
+  }
+}
+
 }  // namespace
 }  // namespace kosli::test
