@@ -207,6 +207,9 @@ TEST_F(FleetTest, ARotatorsHookPublishesIntoASecretVolumeAndASidecarFollowsIt) {
   }, std::chrono::seconds(10))) << rotator.log();
 
   // Kosli's grace period: the old key works until it ends, then it is refused.
+  const auto rotations = requests(standin, "POST", "/api-keys/k1/rotate");
+  ASSERT_EQ(rotations.size(), 1u);
+  EXPECT_EQ(rotations[0]["body"]["grace_period_hours"], 1) << "--grace-hours reached Kosli";
   EXPECT_EQ(kosli_answer(standin, old_key), 200) << "runners not yet updated keep working";
   EXPECT_EQ(kosli_answer(standin, new_key), 200);
   EXPECT_EQ(cred(sidecar_socket(), {"verify", "--profile", "fleet"}).exit_code, 0);
@@ -230,6 +233,7 @@ TEST_F(FleetTest, ARotatorsHookPublishesIntoASecretVolumeAndASidecarFollowsIt) {
   const auto status = cred(sidecar_socket(), {"status"});
   EXPECT_NE(status.out.find("REFUSED"), std::string::npos) << status.out;
   EXPECT_EQ(count_records(audit_records(sidecar.audit_log()), "import", "refused"), 2u);
+  EXPECT_NE(sidecar.log().find("keeping the keys it gave before"), std::string::npos) << sidecar.log();
 
   expect_no_keys_logged(rotator, {old_key, new_key});
   expect_no_keys_logged(sidecar, {old_key, new_key});
