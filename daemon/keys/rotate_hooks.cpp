@@ -209,7 +209,7 @@ void RotateHooks::finish(const std::string& name, std::uint64_t generation, Hook
   for (const auto& arg : commands_.at(name)) command += (command.empty() ? "" : " ") + display_safe(arg);
   spdlog::error("rotate hook: profile '{}': GAVE UP after {} attempts (the last: {}){}. kosli-credd holds and "
                 "serves the new key ({}), but whatever {} publishes to does not have it: the old key stops working "
-                "at {}. Publish the new key by hand before then: kosli-cred token --profile {} | {}",
+                "at {}. Publish the new key by hand before then: kosli-cred token --profile {} | tr -d '\\n' | {}",
                 name, attempts, status, on_stderr, fingerprint, program, grace, name, command);
   audit_.record(AuditRecord{"rotate_hook", name, "given_up", "after " + std::to_string(attempts) + " attempts for " +
                                                                  fingerprint + ": " + status},

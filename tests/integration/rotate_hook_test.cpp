@@ -301,6 +301,9 @@ TEST_F(RotateHookTest, AHookThatKeepsFailingIsGivenUpLoudlyAndTheKeyIsKept) {
   EXPECT_NE(status.out.find("GAVE UP"), std::string::npos) << status.out;
   EXPECT_NE(status.err.find("gave up"), std::string::npos) << status.err;
   EXPECT_NE(daemon.log().find("GAVE UP"), std::string::npos);
+  // The hook gets the key without a newline; so does the command given to publish it by hand.
+  EXPECT_NE(daemon.log().find("kosli-cred token --profile it-broken | tr -d '\\n' | /nonexistent/publish-key"),
+            std::string::npos) << daemon.log();
   const auto records = audit_records(daemon.audit_log());
   EXPECT_EQ(count_records(records, "rotate_hook", "given_up"), 1u);
   EXPECT_EQ(count_records(records, "rotate_hook", "not_started"), static_cast<std::size_t>(state["attempts"].get<int>()));

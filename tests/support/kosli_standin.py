@@ -16,6 +16,9 @@ plus, for tests:
                            key_id of the key that authenticated it, never a key)
   POST /_standin/set       merges a JSON object into the state
   POST /_standin/release   lets rotations held by "hold_rotate" answer
+  POST /_standin/end_grace {"key_id": "k1"}: that key's grace period ends now
+                           (as it would on Kosli once the hours given at rotation
+                           have passed; a key never rotated is refused: 409)
 
 The keys it accepts come from a JSON state file (never the command line):
   {"keys": [{"key": "...", "org": "acme", "service_account": "ci", "key_id": "k1",
@@ -177,6 +180,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, {})
         if self.path == "/_standin/release":
             RELEASE.set()
+            return self.answer(200, {})
+        if self.path == "/_standin/end_grace":
+            with LOCK:
+                old = next((k for k in STATE["keys"] if k.get("key_id") == body.get("key_id")), None)
+                if old is None or not old.get("grace_until"):
+                    return self.answer(409, {"message": "no rotated key with that key_id"})
+                old["grace_until"] = time.time() - 1
             return self.answer(200, {})
         with LOCK:
             hold = STATE.get("hold_rotate") and ROTATE.match(self.path)
