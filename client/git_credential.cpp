@@ -114,7 +114,9 @@ std::optional<TokenResponse> preferred_token(DaemonClient& daemon, const GitCred
     auto token = api::token(daemon, name);
     if (serves(token.info.host, c.protocol, c.host)) return token;
   } catch (const CliError& e) {
-    if (e.exit_code != exit_code::no_such_profile && e.exit_code != exit_code::refused_by_policy) throw;
+    // Only a profile that is not there sends git on to the list: a refusal (a
+    // daemon not trusted, a policy, a person saying no) is the answer.
+    if (e.exit_code != exit_code::no_such_profile) throw;
   }
   return std::nullopt;
 }
