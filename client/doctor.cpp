@@ -103,7 +103,13 @@ std::string rotate_fix(const ProfileMeta& p, bool expired) {
 DoctorCheck expiry_check(const ProfileMeta& p, int warning_days, std::int64_t now) {
   const std::string check = "expiry:" + display_safe(p.name);
   if (p.expires_at == 0) {
-    return {check, Status::warn, "the key's expiry is unknown", display_safe(how_to_learn_expiry(p))};
+    // "why; give it: COMMAND": the command is the fix.
+    const std::string how = display_safe(how_to_learn_expiry(p));
+    const auto command = how.find("kosli-cred ");
+    std::string why = how.substr(0, command);
+    while (!why.empty() && (why.back() == ' ' || why.back() == ':')) why.pop_back();
+    return {check, Status::warn, "the key's expiry is unknown (" + why + ")",
+            command == std::string::npos ? std::string() : how.substr(command)};
   }
   const std::string at = format_rfc3339(p.expires_at);
   if (p.expires_at <= now) {
