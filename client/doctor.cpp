@@ -210,18 +210,32 @@ void check_daemon(DaemonClient& daemon, bool online, bool systemd, std::vector<D
   }
 }
 
+// Runs one group of checks; what it throws is a FAIL of its own, and the others still run.
+template <class Group>
+void guarded(const char* name, std::vector<DoctorCheck>& checks, Group&& group) {
+  try {
+    group();
+  } catch (const std::exception& e) {
+    checks.push_back({name, Status::fail, "the check stopped: " + display_safe(e.what()), ""});
+  }
+}
+
 std::vector<DoctorCheck> run_checks(DaemonClient& daemon, std::optional<uid_t> daemon_uid, bool online) {
   std::vector<DoctorCheck> checks;
   const bool systemd = systemd_user_answers();
   std::vector<ProfileMeta> profiles;
-  if (check_socket(daemon.socket_path(), daemon_uid, checks)) {
-    check_daemon(daemon, online, systemd, checks, profiles);
-  } else {
-    checks.push_back({"daemon", Status::skip, "not asked: the socket is not to be trusted (see socket)", ""});
-  }
-  checks.push_back(config_check());
-  for (auto& c : systemd_checks(daemon.socket_path())) checks.push_back(std::move(c));
-  checks.push_back(git_check(kosli_git_urls(profiles)));
+  guarded("daemon", checks, [&] {
+    if (check_socket(daemon.socket_path(), daemon_uid, checks)) {
+      check_daemon(daemon, online, systemd, checks, profiles);
+    } else {
+      checks.push_back({"daemon", Status::skip, "not asked: the socket is not to be trusted (see socket)", ""});
+    }
+  });
+  guarded("config", checks, [&] { checks.push_back(config_check()); });
+  guarded("systemd", checks, [&] {
+    for (auto& c : systemd_checks(daemon.socket_path())) checks.push_back(std::move(c));
+  });
+  guarded("git", checks, [&] { checks.push_back(git_check(kosli_git_urls(profiles))); });
   return checks;
 }
 

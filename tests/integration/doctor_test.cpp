@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
+#include "tests/integration/kosli_fixture.hpp"
 #include "tests/integration/standin.hpp"
 
 namespace kosli::test {
@@ -23,53 +25,77 @@ namespace {
 using nlohmann::json;
 using Env = std::vector<std::pair<std::string, std::string>>;
 
+// A git reading only `home`'s gitconfig, no system one and no repository
+// (doctor runs in `home`); no configuration file; no daemon started on demand.
+Env doctor_env(const std::string& home, Env extra = {}) {
+  Env e = {{"HOME", home},
+           {"XDG_CONFIG_HOME", home + "/config"},
+           {"GIT_CONFIG_NOSYSTEM", "1"},
+           {"GIT_CONFIG_GLOBAL", home + "/gitconfig"},
+           {"KOSLI_CRED_AUTOSTART", "0"}};
+  e.insert(e.end(), extra.begin(), extra.end());
+  return e;
+}
+
+// A systemctl that answers as where no user systemd runs (the sandbox, CI), so
+// a developer's own units do not change what the tests see.
+std::string no_systemd_path() {
+  static const TempDir dir;
+  static const std::string path = [] {
+    std::ofstream(dir.path() + "/systemctl") << "#!/bin/sh\necho 'Failed to connect to bus' >&2\nexit 1\n";
+    ::chmod((dir.path() + "/systemctl").c_str(), 0755);
+    return dir.path() + ":" + std::getenv("PATH");
+  }();
+  return path;
+}
+
+RunResult run_doctor(const std::string& socket, const std::string& home, std::vector<std::string> args = {},
+                     Env extra = {}) {
+  if (std::none_of(extra.begin(), extra.end(), [](const auto& kv) { return kv.first == "PATH"; })) {
+    extra.emplace_back("PATH", no_systemd_path());
+  }
+  std::vector<std::string> argv = {"sh", "-c", "cd \"$0\" && exec \"$@\"", home, bin("kosli-cred"), "--socket",
+                                   socket, "doctor"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, RunOptions{{}, doctor_env(home, std::move(extra))});
+}
+
+// doctor --json: one JSON array of {check, status, detail, fix}, whatever it
+// found, and exit 1 exactly when one of them failed.
+json doctor_json(const std::string& socket, const std::string& home, std::vector<std::string> args = {},
+                 Env extra = {}) {
+  args.insert(args.begin(), "--json");
+  const auto r = run_doctor(socket, home, std::move(args), std::move(extra));
+  const json j = json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(j.is_array()) << r.out << r.err;
+  if (!j.is_array()) return json::array();
+  for (const auto& c : j) {
+    EXPECT_TRUE(c.contains("check") && c.contains("status") && c.contains("detail") && c.contains("fix")) << c;
+    EXPECT_TRUE(c["status"] == "ok" || c["status"] == "warn" || c["status"] == "fail" || c["status"] == "skip") << c;
+  }
+  const bool any_fail = std::any_of(j.begin(), j.end(), [](const json& c) { return c["status"] == "fail"; });
+  EXPECT_EQ(r.exit_code, any_fail ? 1 : 0) << r.out;
+  return j;
+}
+
+// The one check named `name` in a --json report (null when absent).
+json find(const json& report, const std::string& name) {
+  for (const auto& c : report) {
+    if (c["check"] == name) return c;
+  }
+  return nullptr;
+}
+
 class DoctorTest : public ::testing::Test {
  protected:
   std::string socket() const { return dir_.path() + "/kosli-cred/sock"; }
   std::string socket_dir() const { return dir_.path() + "/kosli-cred"; }
   std::string gitconfig() const { return home_.path() + "/gitconfig"; }
-
-  // A git reading only the test's global configuration, no system one, and no
-  // repository (doctor runs in the test's HOME); no configuration file.
-  Env env(Env extra = {}) const {
-    Env e = {{"HOME", home_.path()},
-             {"XDG_CONFIG_HOME", home_.path() + "/config"},
-             {"GIT_CONFIG_NOSYSTEM", "1"},
-             {"GIT_CONFIG_GLOBAL", gitconfig()},
-             {"KOSLI_CRED_AUTOSTART", "0"}};
-    e.insert(e.end(), extra.begin(), extra.end());
-    return e;
-  }
-
+  Env env() const { return doctor_env(home_.path()); }
   RunResult doctor(std::vector<std::string> args = {}, Env extra = {}) const {
-    std::vector<std::string> argv = {"sh", "-c", "cd \"$0\" && exec \"$@\"", home_.path(), bin("kosli-cred"),
-                                     "--socket", socket(), "doctor"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, RunOptions{{}, env(std::move(extra))});
+    return run_doctor(socket(), home_.path(), std::move(args), std::move(extra));
   }
-
-  // doctor --json: one JSON array of {check, status, detail, fix}, whatever it found.
-  json doctor_json(Env extra = {}) const {
-    const auto r = doctor({"--json"}, std::move(extra));
-    const json j = json::parse(r.out, nullptr, false);
-    EXPECT_TRUE(j.is_array()) << r.out << r.err;
-    if (!j.is_array()) return json::array();
-    for (const auto& c : j) {
-      EXPECT_TRUE(c.contains("check") && c.contains("status") && c.contains("detail") && c.contains("fix")) << c;
-      EXPECT_TRUE(c["status"] == "ok" || c["status"] == "warn" || c["status"] == "fail" || c["status"] == "skip") << c;
-    }
-    const bool any_fail = std::any_of(j.begin(), j.end(), [](const json& c) { return c["status"] == "fail"; });
-    EXPECT_EQ(r.exit_code, any_fail ? 1 : 0) << r.out;
-    return j;
-  }
-
-  // The one check named `name` in a --json report (null when absent).
-  static json find(const json& report, const std::string& name) {
-    for (const auto& c : report) {
-      if (c["check"] == name) return c;
-    }
-    return nullptr;
-  }
+  json doctor_json(Env extra = {}) const { return kosli::test::doctor_json(socket(), home_.path(), {}, std::move(extra)); }
 
   RunResult store(const std::string& profile, const std::string& expires_at) const {
     return cred(socket(), {"store", "--profile", profile, "--org", "acme", "--expires-at", expires_at},
@@ -210,6 +236,74 @@ TEST_F(DoctorTest, AGitHelperThatWouldStoreTheKeyFailsUntilGitSetup) {
   // A helper added for every host after the setup would be asked too.
   std::ofstream(gitconfig(), std::ios::app) << "[credential]\n\thelper = cache\n";
   EXPECT_EQ(find(doctor_json(), "git")["status"], "fail");
+}
+
+// Where the user's systemd answers (a stand-in systemctl here), a socket unit
+// that is installed but neither enabled nor listening is a FAIL with the
+// systemctl that fixes it, and so is how to start a stopped daemon.
+TEST_F(DoctorTest, AnInstalledSocketUnitThatDoesNotListenFailsWithTheSystemctlThatFixesIt) {
+  TempDir stub_dir;
+  const std::string stub = stub_dir.path() + "/systemctl";
+  std::ofstream(stub) << "#!/bin/sh\n"
+                         "[ \"$1\" = --user ] || exit 1\n"
+                         "case \"$2 $3\" in\n"
+                         "  show-environment*) echo HOME=/x ;;\n"
+                         "  'is-enabled kosli-credd.socket') echo disabled; exit 1 ;;\n"
+                         "  'is-active kosli-credd.socket') echo inactive; exit 3 ;;\n"
+                         "  *) exit 1 ;;\n"
+                         "esac\n";
+  ASSERT_EQ(::chmod(stub.c_str(), 0755), 0);
+  const Env path = {{"PATH", stub_dir.path() + ":" + std::getenv("PATH")}};
+  const auto r = doctor({}, path);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("warn  systemd: kosli-credd.socket is disabled, not enabled; fix: systemctl --user enable --now "
+                       "kosli-credd.socket"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("FAIL  systemd: kosli-credd.socket is inactive: nothing listens; fix: systemctl --user restart "
+                       "kosli-credd.socket"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(line_of(r.out, "daemon").find("fix: systemctl --user enable --now kosli-credd.socket"), std::string::npos)
+      << r.out;
+  // Without one, the units are skipped with a note, and skipped is not failed.
+  const json report = doctor_json();
+  EXPECT_EQ(find(report, "systemd")["status"], "skip") << report;
+}
+
+class DoctorOnlineTest : public KosliTest {
+ protected:
+  TempDir home_;
+};
+
+// --online asks Kosli about every key: a rejected one is a FAIL with the rotate
+// that replaces it; an accepted one is ok. Without --online, Kosli is not asked.
+TEST_F(DoctorOnlineTest, OnlineAsksKosliAboutEachKey) {
+  const std::string good = unique_key(), unknown = unique_key();
+  KosliStandIn standin(pki_, json{{"keys", {key_entry(good)}}}.dump());
+  Daemon daemon(socket(), memory_daemon_args(), no_proxy());
+  const std::string later = rfc3339(now_s() + 200 * 86400);
+  ASSERT_EQ(store("it-good", good, standin.url(), {"--expires-at", later}).exit_code, 0);
+  ASSERT_EQ(store("it-bad", unknown, standin.url(), {"--expires-at", later}).exit_code, 0);
+  const auto verifies = [&] { return requests(standin, "GET", "/environments/").size(); };
+  const std::size_t before = verifies();
+
+  const json offline = doctor_json(socket(), home_.path());
+  EXPECT_TRUE(find(offline, "online:it-bad").is_null()) << offline;
+  EXPECT_EQ(verifies(), before) << "doctor without --online asked Kosli";
+
+  const auto r = run_doctor(socket(), home_.path(), {"--online"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_EQ(line_of(r.out, "online:it-good").rfind("ok", 0), 0u) << r.out;
+  const std::string bad = line_of(r.out, "online:it-bad");
+  EXPECT_EQ(bad.rfind("FAIL", 0), 0u) << r.out;
+  EXPECT_NE(bad.find("rejected"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("fix: kosli-cred rotate --profile it-bad"), std::string::npos) << bad;
+  // What Kosli said is remembered: the next doctor shows it without asking.
+  const json after = doctor_json(socket(), home_.path());
+  EXPECT_EQ(find(after, "verified:it-bad")["status"], "fail") << after;
+  EXPECT_EQ(find(after, "verified:it-good")["status"], "ok") << after;
+  EXPECT_EQ(daemon.log().find(unknown), std::string::npos);
 }
 
 }  // namespace
