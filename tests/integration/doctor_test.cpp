@@ -238,6 +238,21 @@ TEST_F(DoctorTest, AGitHelperThatWouldStoreTheKeyFailsUntilGitSetup) {
   EXPECT_EQ(find(doctor_json(), "git")["status"], "fail");
 }
 
+TEST_F(DoctorTest, AConfigurationWithAnUnknownKeyFailsNamingIt) {
+  Daemon daemon(socket(), {"--backend", "memory"});
+  ASSERT_EQ(::mkdir((home_.path() + "/config").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((home_.path() + "/config/kosli-cred").c_str(), 0700), 0);
+  std::ofstream(home_.path() + "/config/kosli-cred/config.json") << R"({"lock_onn": []})";
+  const auto r = doctor();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const std::string line = line_of(r.out, "config");
+  EXPECT_EQ(line.rfind("FAIL", 0), 0u) << r.out;
+  EXPECT_NE(line.find("'lock_onn' is not a known setting"), std::string::npos) << line;
+  EXPECT_NE(line.find("fix: fix the file it names, then check it: kosli-credd --check-config"), std::string::npos)
+      << line;
+  EXPECT_EQ(find(doctor_json(), "config")["status"], "fail");
+}
+
 // Where the user's systemd answers (a stand-in systemctl here), a socket unit
 // that is installed but neither enabled nor listening is a FAIL with the
 // systemctl that fixes it, and so is how to start a stopped daemon.
