@@ -121,12 +121,18 @@ std::string line_of(const std::string& out, const std::string& check) {
 TEST_F(DoctorTest, AHealthySetupExitsZero) {
   Daemon daemon(socket(), {"--backend", "memory"});
   ASSERT_EQ(store("it-doctor-ok", rfc3339(now_s() + 200 * 86400)).exit_code, 0);
+  ASSERT_EQ(store("it-doctor-soon", rfc3339(now_s() + 3 * 86400 + 3600)).exit_code, 0);
   const auto r = doctor();
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
   EXPECT_EQ(line_of(r.out, "daemon").rfind("ok", 0), 0u) << r.out;
   EXPECT_EQ(line_of(r.out, "expiry:it-doctor-ok").rfind("ok", 0), 0u) << r.out;
-  // Warnings are allowed: the memory backend loses keys when the daemon stops.
+  // Warnings are allowed: a key within the warning window, with the rotate that replaces it …
+  const std::string soon = line_of(r.out, "expiry:it-doctor-soon");
+  EXPECT_EQ(soon.rfind("warn", 0), 0u) << r.out;
+  EXPECT_NE(soon.find("expires in 3 days"), std::string::npos) << soon;
+  EXPECT_NE(soon.find("fix: kosli-cred rotate --profile it-doctor-soon"), std::string::npos) << soon;
+  // … and the memory backend, whose keys are lost when the daemon stops.
   EXPECT_EQ(line_of(r.out, "backend").rfind("warn", 0), 0u) << r.out;
   const json report = doctor_json();
   EXPECT_EQ(find(report, "daemon")["status"], "ok") << report;
