@@ -244,6 +244,21 @@ TEST_F(DoctorTest, AGitHelperThatWouldStoreTheKeyFailsUntilGitSetup) {
   EXPECT_EQ(find(doctor_json(), "git")["status"], "fail");
 }
 
+TEST_F(DoctorTest, OnlyHelpersGitWouldAskForAKosliHostCount) {
+  Daemon daemon(socket(), {"--backend", "memory"});
+  // Another host's helper is not asked for a Kosli host; one for *.kosli.com is.
+  std::ofstream(gitconfig()) << "[credential \"https://github.com\"]\n\thelper = store\n"
+                                "[credential \"https://*.kosli.com\"]\n\thelper = cache\n";
+  const auto r = doctor();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const std::string line = line_of(r.out, "git");
+  EXPECT_EQ(line.rfind("FAIL", 0), 0u) << r.out;
+  EXPECT_NE(line.find("https://app.kosli.com would also go to helper 'cache'"), std::string::npos) << line;
+  // As git has it (git config --get-urlmatch agrees): "*" is one label, so not app.us.kosli.com.
+  EXPECT_EQ(line.find("https://app.us.kosli.com"), std::string::npos) << line;
+  EXPECT_EQ(line.find("'store'"), std::string::npos) << line;
+}
+
 TEST_F(DoctorTest, AConfigurationWithAnUnknownKeyFailsNamingIt) {
   Daemon daemon(socket(), {"--backend", "memory"});
   ASSERT_EQ(::mkdir((home_.path() + "/config").c_str(), 0700), 0);
