@@ -148,6 +148,17 @@ void check_daemon(DaemonClient& daemon, bool online, bool systemd, std::vector<D
       auto check = advised("daemon", Status::fail, e.what());  // "kosli-credd is not running; start it …"
       check.detail += " at " + display_safe(daemon.socket_path());
       check.fix = daemon_start_fix(systemd);
+      // A directory the client may trust but a daemon of this user's would refuse
+      // to start in (proto's rule for it; the directory exists, so nothing is made).
+      const std::string dir = socket_directory(daemon.socket_path());
+      struct stat st {};
+      if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (auto refused = ensure_private_directory(dir)) {
+          const auto said = advised("daemon", Status::fail, *refused);
+          check.detail += "; kosli-credd would not start there: " + said.detail;
+          check.fix = said.fix + ", then: " + check.fix;
+        }
+      }
       checks.push_back(std::move(check));
     } else {
       checks.push_back(advised("daemon", Status::fail, e.what()));

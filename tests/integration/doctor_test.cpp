@@ -207,6 +207,19 @@ TEST_F(DoctorTest, ALockedKeyringFailsWithHowToUnlockIt) {
   EXPECT_NE(find(report, "backend")["fix"].get<std::string>().find("unlock"), std::string::npos) << report;
 }
 
+// A directory others may read but not write: the client still talks there, but
+// a daemon of the user's would refuse to start in it, so the fix says both.
+TEST_F(DoctorTest, AStoppedDaemonsFixFirstTightensADirectoryItWouldRefuse) {
+  ASSERT_EQ(::mkdir(socket_dir().c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(socket_dir().c_str(), 0750), 0);
+  const auto r = doctor();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_EQ(line_of(r.out, "socket").rfind("ok", 0), 0u) << r.out;
+  const std::string line = line_of(r.out, "daemon");
+  EXPECT_NE(line.find("mode 0750"), std::string::npos) << line;
+  EXPECT_NE(line.find("fix: chmod 700 " + socket_dir() + ", then: kosli-credd"), std::string::npos) << line;
+}
+
 TEST_F(DoctorTest, AnExpiredKeyFailsWithTheRotateThatReplacesIt) {
   Daemon daemon(socket(), {"--backend", "memory"});
   ASSERT_EQ(store("it-doctor-expired", rfc3339(now_s() - 3 * 86400)).exit_code, 0);
