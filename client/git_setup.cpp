@@ -25,13 +25,11 @@
 extern char** environ;
 
 namespace kosli::client {
-namespace {
-
 // The helper git runs for Kosli hosts: the shell git starts it with replaces
 // itself with git-credential-kosli beside this kosli-cred (by absolute path).
 // "kosli" would have git run `git credential-kosli`, one more git process for
 // every credential, and what makes git's path cost more than credential-cache.
-std::string helper_command() {
+std::string git_helper_command() {
   const auto credd = installed_credd_path();  // <bindir>/kosli-credd
   char resolved[PATH_MAX];
   if (!credd || ::realpath(credd->substr(0, credd->rfind('/')).c_str(), resolved) == nullptr) {
@@ -43,6 +41,19 @@ std::string helper_command() {
   }
   return "!exec " + quoted + "'";
 }
+
+std::vector<std::string> kosli_git_urls(const std::vector<ProfileMeta>& profiles) {
+  std::vector<std::string> urls = {std::string(kEuHost), std::string(kUsHost)};
+  for (const auto& p : profiles) {
+    const auto sep = p.host.find("://");
+    if (sep == std::string::npos) continue;
+    std::string url = p.host.substr(0, sep + 3) + host_authority(p.host);
+    if (std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(std::move(url));
+  }
+  return urls;
+}
+
+namespace {
 
 // Runs `git config [scope] args…`; git's exit code.
 int git_config(const std::vector<std::string>& scope, std::initializer_list<std::string> args) {
@@ -60,10 +71,8 @@ int git_config(const std::vector<std::string>& scope, std::initializer_list<std:
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// scheme://authority of every host git should ask kosli about: EU, US, then
-// each profile's, once each.
+// The same for the profiles the daemon lists.
 std::vector<std::string> kosli_urls(DaemonClient& daemon) {
-  std::vector<std::string> urls = {std::string(kEuHost), std::string(kUsHost)};
   std::vector<ProfileMeta> profiles;
   try {
     profiles = api::readable_profiles(daemon);
@@ -71,13 +80,7 @@ std::vector<std::string> kosli_urls(DaemonClient& daemon) {
     std::fprintf(stderr, "kosli-cred: setting up the EU and US hosts only: cannot list the profiles: %s\n",
                  e.what());
   }
-  for (const auto& p : profiles) {
-    const auto sep = p.host.find("://");
-    if (sep == std::string::npos) continue;
-    std::string url = p.host.substr(0, sep + 3) + host_authority(p.host);
-    if (std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(std::move(url));
-  }
-  return urls;
+  return kosli_git_urls(profiles);
 }
 
 }  // namespace
@@ -85,7 +88,7 @@ std::vector<std::string> kosli_urls(DaemonClient& daemon) {
 int cmd_git_setup(DaemonClient& daemon, bool global) {
   const std::vector<std::string> scope = global ? std::vector<std::string>{"--global"} : std::vector<std::string>{};
   const char* where = global ? "your global git configuration" : "this repository's git configuration";
-  const std::string helper = helper_command();
+  const std::string helper = git_helper_command();
   for (const auto& url : kosli_urls(daemon)) {
     const std::string key = "credential." + url + ".helper";
     // The empty value first, in place of every value the key had: git's list

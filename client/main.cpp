@@ -11,6 +11,7 @@
 #include "client/cli_error.hpp"
 #include "client/cli_failure.hpp"
 #include "client/commands.hpp"
+#include "client/doctor.hpp"
 #include "client/git_credential.hpp"
 #include "client/git_setup.hpp"
 #include "client/options.hpp"
@@ -218,6 +219,14 @@ int main(int argc, char** argv) {
                             "In your global git configuration (default: the current repository's)");
   }
 
+  bool online = false;
+  CLI::App* doctor_cmd =
+      subcommand(app, "doctor", "Check every link of your setup and say what to type for each one broken (exit 1)");
+  if (doctor_cmd) {
+    add_json_flag(doctor_cmd, json, "Print a JSON array of {check, status, detail, fix}");
+    doctor_cmd->add_flag(options::cli11_names(options::kOnline), online, "Also ask Kosli about each profile's key");
+  }
+
   if (argc == 2 && std::string_view(argv[1]) == kDumpGrammarFlag) {  // every command was set up: none was named
     dump_grammar(app);
     return exit_code::ok;
@@ -251,6 +260,10 @@ int main(int argc, char** argv) {
     if (ran(lock_cmd)) return cmd_lock(daemon);
     if (ran(git_cmd)) return run_git_credential(daemon, git_operation);
     if (ran(git_setup_cmd)) return cmd_git_setup(daemon, git_global);
+    if (ran(doctor_cmd)) {
+      daemon.never_start_daemon();  // it reports; a stopped daemon is a finding
+      return cmd_doctor(daemon, daemon_uid.empty() ? std::nullopt : parse_uid(daemon_uid), json, online);
+    }
     return exit_code::usage;
   });
 }

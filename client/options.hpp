@@ -30,13 +30,15 @@ inline constexpr Option kProfile{"--profile", "-p", true, "KOSLI_PROFILE"};
 inline constexpr Option kJson{"--json", "", false, ""};
 // git-setup: the user's git configuration rather than the repository's.
 inline constexpr Option kGitGlobal{"--global", "", false, ""};
+// doctor: also ask Kosli about each profile's key.
+inline constexpr Option kOnline{"--online", "", false, ""};
 // exec's command follows it.
 inline constexpr std::string_view kEndOfOptions = "--";
 
 // The commands, in the order --help lists them.
 inline constexpr std::string_view kCommands[] = {"store", "token",  "header", "exec",   "list", "show",
                                                  "erase", "verify", "rotate", "status", "lock", "git-credential",
-                                                 "git-setup"};
+                                                 "git-setup", "doctor"};
 
 // The plain forms bin/kosli-cred serves itself: each takes kGlobal and kProfile,
 // and these besides.

@@ -6,7 +6,7 @@
 # kosli-cred must be added here too.
 
 _kosli_cred_tables() {
-  _kosli_cred_commands="store token header exec list show erase verify rotate status lock git-credential git-setup"
+  _kosli_cred_commands="store token header exec list show erase verify rotate status lock git-credential git-setup doctor"
   _kosli_cred_globals="--socket --daemon-uid"
   # Each command's options, and the words of its subcommands ("git setup": [git]="setup …").
   declare -gA _kosli_cred_options=(
@@ -23,6 +23,7 @@ _kosli_cred_tables() {
     [lock]=""
     [git-credential]=""
     [git-setup]="--global"
+    [doctor]="--json --online"
   )
 }
 
