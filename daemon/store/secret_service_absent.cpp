@@ -33,5 +33,9 @@ StoreResult<bool> SecretServiceStore::record_verification(std::string_view, std:
                                                           std::string_view, Deadline) {
   return absent();
 }
+StoreResult<bool> SecretServiceStore::record_expiry(std::string_view, std::string_view, std::int64_t,
+                                                    std::string_view, Deadline) {
+  return absent();
+}
 
 }  // namespace kosli::daemon
