@@ -14,9 +14,10 @@ struct ErrorInfo {
   int exit;
 };
 
-constexpr std::array<ErrorInfo, 17> kErrors{{
+constexpr std::array<ErrorInfo, 18> kErrors{{
     {ErrorCode::bad_request, "bad_request", 400, exit_code::error},
     {ErrorCode::forbidden, "forbidden", 403, exit_code::refused_by_policy},
+    {ErrorCode::policy_refused, "policy_refused", 403, exit_code::refused_by_policy},
     {ErrorCode::not_found, "not_found", 404, exit_code::no_such_profile},
     {ErrorCode::conflict, "conflict", 409, exit_code::error},
     {ErrorCode::key_expired, "key_expired", 410, exit_code::key_rejected},

@@ -10,7 +10,8 @@ namespace kosli {
 
 enum class ErrorCode {
   bad_request,
-  forbidden,
+  forbidden,       // another uid, not served by this daemon
+  policy_refused,  // the user's own policy said no: allowed_clients, or an approval denied
   not_found,
   method_not_allowed,
   timeout,

@@ -25,7 +25,7 @@ void Router::approved_token(const std::string& name, const Peer& peer, Reply rep
       return approvals_->ask(*meta, peer, [this, name, peer, reply = std::move(reply)](Approval approval) {
         if (approval.allowed) return token(name, peer, reply);
         audit_.record(AuditRecord{"token", name, "refused", "not approved"}, peer);
-        reply(error_response(ErrorCode::forbidden, std::move(approval.message)));
+        reply(error_response(ErrorCode::policy_refused, std::move(approval.message)));
       });
     }
     audit_.record(AuditRecord{"token", name, result_of(response), {}}, peer);

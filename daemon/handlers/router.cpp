@@ -109,7 +109,7 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     spdlog::warn("{}: refused uid {} pid {}{}{}: {}", audit_event(route.route), asking.uid, asking.pid,
                  route.profile.empty() ? "" : ", profile ", route.profile, *refusal);
     audit_.record(AuditRecord{audit_event(route.route), route.profile, "refused", *refusal}, asking);
-    return reply(error_response(ErrorCode::forbidden, *refusal));
+    return reply(error_response(ErrorCode::policy_refused, *refusal));
   }
 
   switch (route.route) {

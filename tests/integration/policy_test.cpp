@@ -116,7 +116,7 @@ TEST_F(PolicyTest, AProgramNamedKosliCredIsNotTheInstalledClient) {
                       impostor, socket()});
   const auto answer = curl_answer(r);
   EXPECT_EQ(answer.status, 403) << r.out << r.err;
-  EXPECT_EQ(error_code(answer), "forbidden") << answer.body;
+  EXPECT_EQ(error_code(answer), "policy_refused") << answer.body;
   EXPECT_EQ(r.out.find(key), std::string::npos);
 
   bool recorded = false;
@@ -220,7 +220,7 @@ os.execv(sys.argv[2], [sys.argv[2], "-c",
   const auto second = r.out.find("HTTP/1.1 ", 1);
   ASSERT_NE(second, std::string::npos) << r.out;
   EXPECT_EQ(r.out.compare(second, 12, "HTTP/1.1 403"), 0) << r.out;
-  EXPECT_NE(r.out.find("\"forbidden\"", second), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"policy_refused\"", second), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find(key, second), std::string::npos) << "the key went to the program exec'd";
 
   std::vector<json> tokens;
@@ -262,7 +262,7 @@ TEST_F(PolicyTest, AnUnlistedProgramCanNeitherReplaceNorEraseNorRotateAGuardedPr
                         Case{"POST", "/v1/profiles/it-guarded/reject", ""}}) {
     const auto a = http(c.method, c.target, c.body);
     EXPECT_EQ(a.status, 403) << c.method << " " << c.target << ": " << a.body;
-    EXPECT_EQ(error_code(a), "forbidden") << a.body;
+    EXPECT_EQ(error_code(a), "policy_refused") << a.body;
     EXPECT_NE(a.body.find("allowed_clients"), std::string::npos) << a.body;
   }
   // The client, run by this test program (on no list), is refused the same way.
@@ -368,7 +368,7 @@ TEST_F(PolicyTest, ExecAsksForTheProgramItRunsSoTheListNamesWhatUsersRun) {
   const auto forged = run({"/usr/bin/curl", "-s", "-H", "Kosli-Exec-Program: " + real_path(kosli), "--unix-socket",
                            socket(), "http://localhost/v1/profiles/it-kosli/token"});
   EXPECT_EQ(forged.out.find(key), std::string::npos);
-  EXPECT_NE(forged.out.find("forbidden"), std::string::npos) << forged.out;
+  EXPECT_NE(forged.out.find("policy_refused"), std::string::npos) << forged.out;
 
   std::size_t issued = 0;
   for (const auto& rec : audit_records(daemon.audit_log())) {

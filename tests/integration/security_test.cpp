@@ -210,7 +210,7 @@ TEST_F(SecurityTest, OnlyAllowedProgramsGetATokenForAGuardedProfile) {
 
   // curl is its own requesting program, and is not listed either.
   const auto by_curl = run({"curl", "-s", "--unix-socket", socket(), "http://localhost/v1/profiles/it-guarded/token"});
-  EXPECT_EQ(json::parse(by_curl.out)["error"]["code"], "forbidden");
+  EXPECT_EQ(json::parse(by_curl.out)["error"]["code"], "policy_refused");
   EXPECT_EQ(by_curl.out.find(key), std::string::npos);
 
   // A profile without a list is served to any program of the user.

@@ -17,6 +17,7 @@ struct ErrorCase {
 constexpr ErrorCase kErrors[] = {
     {ErrorCode::bad_request, 400, "bad_request", 1},
     {ErrorCode::forbidden, 403, "forbidden", 5},
+    {ErrorCode::policy_refused, 403, "policy_refused", 5},
     {ErrorCode::not_found, 404, "not_found", 3},
     {ErrorCode::method_not_allowed, 405, "method_not_allowed", 1},
     {ErrorCode::timeout, 408, "timeout", 1},

@@ -189,7 +189,7 @@ TEST_F(RouterTest, TokenGoesOnlyToAllowedProgramsWhenTheConfigListsThem) {
 
   peer_.requester = "/usr/bin/curl";
   const Response refused = token("ci");
-  EXPECT_TRUE(IsError(refused, 403, "forbidden"));
+  EXPECT_TRUE(IsError(refused, 403, "policy_refused"));
   EXPECT_TRUE(Mentions(refused.body, "/usr/bin/curl"));
   EXPECT_TRUE(Mentions(refused.body, "profiles.ci.allowed_clients"));
   EXPECT_EQ(refused.body.find("key-123"), std::string::npos);
