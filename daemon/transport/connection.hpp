@@ -253,7 +253,8 @@ class Session : public std::enable_shared_from_this<Session>, private Interim {
     }
     auto& parsed = std::get<ParsedRequest>(outcome);
     keep_alive_ = parsed.keep_alive;
-    parsed.request.interim = this;
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 peer.
+    if (parser_->get().version() >= 11) parsed.request.interim = this;
     wipe_consumed_input();
     // The request line is only logged at debug level, escaped: the parser lets
     // through bytes (C1 controls, bidi overrides in UTF-8) a terminal acts on.

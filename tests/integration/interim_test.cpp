@@ -137,6 +137,15 @@ TEST_F(InterimTest, TheDaemonSays102WhileAskingAndNotOnceRemembered) {
   EXPECT_EQ(free->status, 200) << free->head;
 }
 
+TEST_F(InterimTest, AnHttp10PeerGetsNo102) {
+  Daemon daemon(socket(), args_, desktop());
+  const auto r = exchange(socket(), "GET /v1/profiles/default/token HTTP/1.0\r\nHost: localhost\r\n\r\n");
+  ASSERT_TRUE(r) << daemon.log();
+  EXPECT_EQ(r->status, 200) << r->head;
+  EXPECT_EQ(json::parse(r->body, nullptr, false).value("token", ""), key_);
+  EXPECT_EQ(asked(), 1u);
+}
+
 TEST_F(InterimTest, KosliCredSaysItWaitsOnlyWhileAPersonIsAsked) {
   Daemon daemon(socket(), args_, desktop());
   const auto first = cred(socket(), {"token", "--profile", "default"});
