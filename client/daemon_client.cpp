@@ -8,7 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string_view>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
@@ -21,6 +25,7 @@
 
 #include "client/autostart.hpp"
 #include "client/cli_error.hpp"
+#include "proto/display.hpp"
 #include "proto/errors.hpp"
 #include "proto/limits.hpp"
 #include "proto/routes.hpp"
@@ -43,6 +48,18 @@ std::string unreachable_advice(const std::string& path) {
 // Nobody listens: no socket file, or a stale one.
 bool nobody_listens(const beast::error_code& ec) {
   return ec == beast::errc::no_such_file_or_directory || ec == beast::errc::connection_refused;
+}
+
+// Interim answers read before the final one at most (a daemon sends one).
+constexpr int kMaxInterimAnswers = 4;
+
+// The seconds a 102's kAskingSecondsHeader gives (at most the longest a
+// question stays open); nullopt when it names none.
+std::optional<std::chrono::seconds> asking_seconds(std::string_view value) {
+  long long seconds = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (ec != std::errc{} || end != value.data() + value.size() || seconds <= 0) return std::nullopt;
+  return std::min(std::chrono::seconds(seconds), limits::kMaxConfirmTimeout);
 }
 
 beast::error_code last_error() { return {errno, boost::system::system_category()}; }
@@ -208,7 +225,7 @@ class DaemonClient::Connection {
     }
   }
 
-  HttpResult request(std::string_view method, const std::string& target, std::string* body,
+  HttpResult request(std::string_view method, const std::string& target, std::string_view profile, std::string* body,
                      std::chrono::seconds deadline, const std::string& path, bool keep_alive,
                      const std::string& exec_program) {
     // The check was made when this connection was; each request reuses it.
@@ -223,16 +240,29 @@ class DaemonClient::Connection {
     }
     req.prepare_payload();
 
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(limits::kMaxResponseBodyBytes);
     beast::flat_buffer buffer;
     beast::error_code write_error, result;
     socket_.expires_at(Clock::now() + deadline);
     http::write(socket_, req, write_error);
     wipe(req.body());
     // Read even after a failed write: a daemon that refuses this peer answers
-    // (403) and closes before reading the request.
-    http::read(socket_, buffer, parser, result);
+    // (403) and closes before reading the request. An interim answer (1xx) comes
+    // before the final one, each read with a parser of its own; a daemon that
+    // asks a person says so (102) and how long for, and is waited for that long.
+    std::optional<http::response_parser<http::string_body>> parser;
+    for (int interim = 0;; ++interim) {
+      parser.emplace();
+      parser->body_limit(limits::kMaxResponseBodyBytes);
+      http::read(socket_, buffer, *parser, result);
+      if (result || parser->get().result_int() / 100 != 1 || interim == kMaxInterimAnswers) break;
+      if (const auto asking = asking_seconds(parser->get()[kAskingSecondsHeader])) {
+        deadline = *asking + limits::kClientAskingMargin;
+        socket_.expires_at(Clock::now() + deadline);
+        std::fprintf(stderr, "%s: waiting for you to approve profile '%s' in the dialog (%lld s)...\n",
+                     program_invocation_short_name, display_safe(profile).c_str(),
+                     static_cast<long long>(asking->count()));
+      }
+    }
     if (buffer.size() == 0) {
       auto whole = buffer.prepare(buffer.capacity());
       wipe(whole.data(), whole.size());
@@ -247,7 +277,10 @@ class DaemonClient::Connection {
       throw CliError(exit_code::daemon_unreachable,
                      "lost the connection to kosli-credd at " + path + ": " + result.message());
     }
-    auto res = parser.release();
+    if (!result && parser->get().result_int() / 100 == 1) {
+      throw CliError(exit_code::error, "kosli-credd at " + path + " sent interim answers and no final one");
+    }
+    auto res = parser->release();
     return HttpResult{static_cast<int>(res.result_int()), std::move(res.body())};
   }
 
@@ -296,7 +329,7 @@ HttpResult DaemonClient::request(Route route, std::string_view profile, std::str
                                                may_start_daemon_);
   }
   const bool keep_alive = connections_ == Connections::kept;
-  HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), body,
+  HttpResult result = connection_->request(route_spec(route).method, route_target(route, profile), profile, body,
                                            bounded(route_deadline(route)), socket_path_, keep_alive, exec_program_);
   if (!keep_alive) connection_.reset();
   if (result.status >= 200 && result.status < 300) return result;

@@ -42,14 +42,17 @@ class DaemonClient {
 
   // Bounds everything from now on (connecting, and every request, whatever its
   // route's deadline) to `limit` in all: for callers that must not wait long,
-  // such as git on its credential helper.
+  // such as git on its credential helper. A daemon that says it asks a person
+  // (102, proto/routes.hpp's kAskingSecondsHeader) is waited for past it.
   void give_up_after(std::chrono::seconds limit);
   // Never start kosli-credd on demand, whatever KOSLI_CRED_AUTOSTART says: for
   // `status`, which reports on the daemon rather than making one.
   void never_start_daemon() { may_start_daemon_ = false; }
 
   // Sends one request on `route` (its method, its target with `profile` filled
-  // in, its deadline: proto/routes.hpp) and returns a 2xx answer. Throws
+  // in, its deadline: proto/routes.hpp) and returns a 2xx answer. An interim
+  // 102 saying a person is asked extends the deadline to the question's time
+  // (plus limits::kClientAskingMargin) and prints one line on stderr. Throws
   // CliError: exit 4 when the daemon cannot be reached or does not answer in
   // time, and the daemon's own error (mapped to an exit code) for a non-2xx
   // answer. `body`, when given, is wiped once sent. client/api.hpp has a

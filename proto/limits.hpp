@@ -62,10 +62,12 @@ static_assert(kClientKosliRequestDeadline > kKosliCallDeadline + 3 * kStoreCallD
 // The longest a token for a profile with "confirm" waits for its owner's answer
 // (config: confirm_timeout_s, default and most 30 s) ...
 inline constexpr std::chrono::seconds kMaxConfirmTimeout{30};
-// ... and how long a client waits for a token: the profile read, the question,
-// then the key read.
-inline constexpr std::chrono::seconds kClientConfirmRequestDeadline{45};
-static_assert(kClientConfirmRequestDeadline > kMaxConfirmTimeout + 2 * kStoreCallDeadline);
+// A token waits kClientRequestDeadline like any request until the daemon says
+// (102 Processing, proto/routes.hpp's kAskingSecondsHeader) that it asks a
+// person; from then the client waits what the question has left and this much
+// besides: the key read after a yes, behind a store call queued before it.
+inline constexpr std::chrono::seconds kClientAskingMargin{15};
+static_assert(kClientAskingMargin > 2 * kStoreCallDeadline);
 
 // What kosli-credd writes to its --ready-fd once it accepts connections.
 inline constexpr std::string_view kReadyLine = "ok\n";

@@ -17,7 +17,7 @@ constexpr std::array<RouteSpec, 11> kRoutes{{
     {Route::get_profile, "GET", "/v1/profiles/{name}"},
     {Route::put_profile, "PUT", "/v1/profiles/{name}"},
     {Route::delete_profile, "DELETE", "/v1/profiles/{name}"},
-    {Route::token, "GET", "/v1/profiles/{name}/token", Wait::person},
+    {Route::token, "GET", "/v1/profiles/{name}/token"},
     {Route::verify, "POST", "/v1/profiles/{name}/verify", Wait::kosli},
     {Route::rotate, "POST", "/v1/profiles/{name}/rotate", Wait::kosli},
     // A consumer (git's credential protocol: erase) saw the key rejected.
@@ -71,7 +71,6 @@ std::string_view client_user_agent() noexcept {
 std::chrono::seconds route_deadline(Route route) noexcept {
   switch (route_spec(route).wait) {
     case Wait::kosli: return limits::kClientKosliRequestDeadline;
-    case Wait::person: return limits::kClientConfirmRequestDeadline;
     case Wait::daemon: break;
   }
   return limits::kClientRequestDeadline;

@@ -27,7 +27,6 @@ enum class Route {
 enum class Wait {
   daemon,  // the daemon and the keyring: limits::kClientRequestDeadline
   kosli,   // a call to Kosli besides: limits::kClientKosliRequestDeadline
-  person,  // perhaps a person's answer besides (confirm): limits::kClientConfirmRequestDeadline
 };
 
 struct RouteSpec {
@@ -46,6 +45,13 @@ std::chrono::seconds route_deadline(Route route) noexcept;
 // believes it only from its own installation's kosli-cred, and takes that
 // program as the requester (allowed_clients, the audit log).
 inline constexpr std::string_view kExecProgramHeader = "Kosli-Exec-Program";
+
+// A token for a profile with "confirm" may wait for a person. When the daemon
+// starts asking one, it sends an interim "HTTP/1.1 102 Processing" on that
+// connection before the final answer, with this header: how many seconds the
+// question stays open (an integer). The client then waits that long and
+// limits::kClientAskingMargin besides, instead of its route's deadline.
+inline constexpr std::string_view kAskingSecondsHeader = "Kosli-Asking-Seconds";
 
 // The User-Agent kosli-cred sends: limits::kClientProgram, "/", its version.
 std::string_view client_user_agent() noexcept;

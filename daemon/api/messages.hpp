@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,19 @@ struct Peer {
   int socket = -1;
 };
 
+// Sends an interim answer on a request's connection before its final one: the
+// transport's, for the one route that may wait for a person (a token for a
+// profile with "confirm"). Call it only while the request's Reply is pending
+// (that keeps the connection); it may be called from any thread.
+class Interim {
+ public:
+  // "102 Processing": the daemon asks a person, for up to `open_for` more.
+  virtual void asking_person(std::chrono::seconds open_for) = 0;
+
+ protected:
+  ~Interim() = default;
+};
+
 struct Request {
   std::string method;
   std::string target;
@@ -44,6 +58,8 @@ struct Request {
   // The program `kosli-cred exec` is about to run (proto/routes.hpp's
   // kExecProgramHeader); believed only from this installation's kosli-cred.
   std::string exec_program;
+  // Where an interim answer goes; null where there is none (a test's router).
+  Interim* interim = nullptr;
 
   // Whether the body is declared JSON (application/json, any parameters).
   bool is_json() const;

@@ -119,7 +119,7 @@ void Router::dispatch(const RouteResult& matched, Request& request, const Peer& 
     case Route::put_profile: return put_profile(route.profile, request, asking, std::move(reply));
     case Route::delete_profile: return delete_profile(route.profile, asking, std::move(reply));
     case Route::token:
-      if (confirms) return approved_token(route.profile, asking, std::move(reply));
+      if (confirms) return approved_token(route.profile, asking, request.interim, std::move(reply));
       return token(route.profile, asking, std::move(reply));
     case Route::reject: return reject(route.profile, asking, std::move(reply));
     case Route::lock:

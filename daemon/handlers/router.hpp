@@ -59,8 +59,9 @@ class Router {
   void delete_profile(const std::string& name, const Peer& peer, Reply reply);
   void token(const std::string& name, const Peer& peer, Reply reply);
   void reject(const std::string& name, const Peer& peer, Reply reply);
-  // A token for a profile with "confirm" (handlers/approval.cpp): once approved, token().
-  void approved_token(const std::string& name, const Peer& peer, Reply reply);
+  // A token for a profile with "confirm" (handlers/approval.cpp): once approved,
+  // token(). `interim` (may be null) is told when a person is being asked.
+  void approved_token(const std::string& name, const Peer& peer, Interim* interim, Reply reply);
   // Verify and rotate (handlers/keys.cpp): the key service's results as answers.
   void verify(const std::string& name, const Peer& peer, Reply reply);
   void rotate(const std::string& name, Request& request, const Peer& peer, Reply reply);

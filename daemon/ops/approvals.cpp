@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <ctime>
 #include <fstream>
@@ -94,8 +95,20 @@ struct Approvals::Question {
   Peer peer;  // the first to ask
   Confirm confirm = Confirm::never;
   std::vector<std::pair<Peer, Done>> waiting;
+  std::vector<Interim*> told;  // told once asking; cleared then. Under mutex_
+  std::optional<std::chrono::steady_clock::time_point> open_until;  // once an askpass asks. Under mutex_
   bool finished = false;  // under mutex_
 };
+
+namespace {
+
+// What is left of an open question, in whole seconds (at least one).
+std::chrono::seconds left_of(std::chrono::steady_clock::time_point until) {
+  const auto left = std::chrono::ceil<std::chrono::seconds>(until - std::chrono::steady_clock::now());
+  return std::max(left, std::chrono::seconds(1));
+}
+
+}  // namespace
 
 Approvals::Approvals(const Config& config, AuditLog& audit, Metrics& metrics)
     : config_(config), audit_(audit), metrics_(metrics) {
@@ -137,7 +150,7 @@ void Approvals::decided(const std::string& profile, const Peer& peer, bool allow
   metrics_.approval_decided(how);
 }
 
-void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done) {
+void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done, Interim* interim) {
   const Confirm confirm = confirm_of(meta.name);
   std::string refused;
   Post post;
@@ -148,7 +161,13 @@ void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done) {
     const std::string key = meta.name + '\0' +
                             (peer.requester.empty() ? "?" + std::to_string(peer.requester_pid) : peer.requester);
     if (auto it = open_.find(key); it != open_.end() && !stopping_) {
-      it->second->waiting.emplace_back(peer, std::move(done));
+      auto& question = *it->second;
+      question.waiting.emplace_back(peer, std::move(done));
+      if (interim && question.open_until) {
+        interim->asking_person(left_of(*question.open_until));
+      } else if (interim) {
+        question.told.push_back(interim);
+      }
       return;
     }
     if (stopping_) {
@@ -156,8 +175,9 @@ void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done) {
     } else if (open_.size() >= kMaxOpenQuestions) {
       refused = "too many questions are open at once (" + std::to_string(kMaxOpenQuestions) + ")";
     } else {
-      auto question = std::make_shared<Question>(Question{key, meta, peer, confirm, {}, false});
+      auto question = std::make_shared<Question>(Question{key, meta, peer, confirm, {}, {}, {}, false});
       question->waiting.emplace_back(peer, std::move(done));
+      if (interim) question->told.push_back(interim);
       open_.emplace(key, question);
       threads_.emplace_back(std::thread([this, question] { run_question(question); }), question);
       return;
@@ -189,6 +209,13 @@ void Approvals::run_question(std::shared_ptr<Question> question) {
     spdlog::info("approval: asking through {} whether {} may have a token for profile '{}'",
                  display_safe(program.path), who, meta.name);
     const auto timeout = std::chrono::seconds(config_.confirm_timeout_s);
+    {
+      // Those waiting are told now that a person is asked, and how long for.
+      std::lock_guard lock(mutex_);
+      question->open_until = std::chrono::steady_clock::now() + timeout;
+      for (Interim* interim : question->told) interim->asking_person(timeout);
+      question->told.clear();
+    }
     switch (ask_through(program, question_text(meta, question->peer, question->confirm), timeout, stop_fd_)) {
       case AskpassAnswer::yes:
         allowed = true;
@@ -225,6 +252,7 @@ void Approvals::run_question(std::shared_ptr<Question> question) {
     std::lock_guard lock(mutex_);
     open_.erase(question->key);
     waiting = std::move(question->waiting);
+    question->told.clear();  // never asked (no askpass): nobody is told
     if (allowed && question->confirm == Confirm::per_program && !question->peer.requester.empty()) {
       approved_[meta.name].insert(question->peer.requester);
     }

@@ -66,7 +66,9 @@ class Approvals {
 
   // Asks about `peer` having `meta`'s key (or joins the open question for the
   // same profile and program); `done` runs once, through answer_on()'s function.
-  void ask(const ProfileMeta& meta, const Peer& peer, Done done);
+  // `interim` (may be null; valid until `done` runs) is told how long the
+  // question stays open once an askpass shows it, before `done` runs.
+  void ask(const ProfileMeta& meta, const Peer& peer, Done done, Interim* interim = nullptr);
 
   // Drops every approval (the session locked, the machine sleeps); audited
   // with `reason` when there was one.

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -99,7 +100,7 @@ struct ServerState {
 // A complete HTTP/1.1 error answer that closes the connection.
 std::string canned_response(ErrorCode code, const std::string& message);
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, private Interim {
  public:
   // Where a connection is: waiting for its next request, reading one, being
   // answered (routing, perhaps a store call), or writing the answer.
@@ -252,6 +253,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     auto& parsed = std::get<ParsedRequest>(outcome);
     keep_alive_ = parsed.keep_alive;
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 peer.
+    if (parser_->get().version() >= 11) parsed.request.interim = this;
     wipe_consumed_input();
     // The request line is only logged at debug level, escaped: the parser lets
     // through bytes (C1 controls, bidi overrides in UTF-8) a terminal acts on.
@@ -268,7 +271,36 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Interim: from any thread, while the request's Reply is pending (which keeps this session).
+  void asking_person(std::chrono::seconds open_for) override {
+    asio::dispatch(socket_.get_executor(),
+                   [self = shared_from_this(), open_for] { self->send_interim(open_for); });
+  }
+
+  // "102 Processing" before the final answer: one write in flight at a time, so
+  // a final answer that comes meanwhile waits for it (send()).
+  void send_interim(std::chrono::seconds open_for) {
+    if (phase_ != Phase::answering || interim_writing_) return;
+    spdlog::debug("uid {} pid {}: {} {} -> 102 (asking a person, {} s)", peer_.uid, peer_.pid, method_, target_,
+                  open_for.count());
+    interim_ = interim_response(open_for);
+    interim_writing_ = true;
+    asio::async_write(socket_, asio::buffer(interim_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->interim_writing_ = false;
+      auto pending = std::exchange(self->pending_, std::nullopt);
+      if (ec) {
+        if (pending && pending->sensitive) wipe(pending->body);
+        return self->do_close();
+      }
+      if (pending) self->send(std::move(*pending));
+    });
+  }
+
   void send(Response response) {
+    if (interim_writing_) {
+      pending_ = std::move(response);
+      return;
+    }
     spdlog::debug("uid {} pid {}: {} {} -> {}", peer_.uid, peer_.pid, method_, target_, response.status);
     sensitive_ = response.sensitive;
     res_ = to_http_response(std::move(response), keep_alive_ && !state_.stopping);
@@ -316,6 +348,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string method_, target_;
   bool keep_alive_ = false;
   bool sensitive_ = false;
+  // The interim answer being written, and a final one that came meanwhile.
+  std::string interim_;
+  bool interim_writing_ = false;
+  std::optional<Response> pending_;
   // Read by the acceptor (make_room) and the sweep, written on this connection's strand.
   std::atomic<Phase> phase_{Phase::answering};
   std::atomic<Clock::rep> phase_since_{0};

@@ -137,4 +137,9 @@ HttpResponse to_http_response(Response response, bool keep_alive) {
   return res;
 }
 
+std::string interim_response(std::chrono::seconds open_for) {
+  return "HTTP/1.1 102 Processing\r\n" + std::string(kAskingSecondsHeader) + ": " + std::to_string(open_for.count()) +
+         "\r\n\r\n";
+}
+
 }  // namespace kosli::daemon

@@ -4,7 +4,9 @@
 // the http_request fuzz target, so what is fuzzed is what serves.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -54,6 +56,10 @@ bool expects_continue(const RequestParser& parser);
 
 // The interim answer to `Expect: 100-continue`.
 inline constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The interim answer telling the peer the daemon asks a person, for up to
+// `open_for` (proto/routes.hpp's kAskingSecondsHeader).
+std::string interim_response(std::chrono::seconds open_for);
 
 // Whether `text` nests arrays and objects deeper than `limit` (strings and
 // escapes are skipped; the text need not be valid JSON).
