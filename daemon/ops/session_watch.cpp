@@ -79,14 +79,6 @@ std::string session_detail::path_of(GVariant* reply) {
   return out;
 }
 
-std::string_view reason_name(ForgetReason reason) {
-  switch (reason) {
-    case ForgetReason::screen_locked: return "screen_locked";
-    case ForgetReason::sleep: return "sleep";
-    case ForgetReason::keyring_locked: return "keyring_locked";
-  }
-  return "unknown";
-}
 
 
 void SessionWatch::Impl::run() {

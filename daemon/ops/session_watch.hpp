@@ -28,7 +28,14 @@ namespace kosli::daemon {
 enum class ForgetReason { screen_locked, sleep, keyring_locked };
 
 // "screen_locked", "sleep", "keyring_locked": the audit detail and status's reason.
-std::string_view reason_name(ForgetReason reason);
+inline std::string_view reason_name(ForgetReason reason) {
+  switch (reason) {
+    case ForgetReason::screen_locked: return "screen_locked";
+    case ForgetReason::sleep: return "sleep";
+    case ForgetReason::keyring_locked: return "keyring_locked";
+  }
+  return "unknown";
+}
 
 class SessionWatch {
  public:

@@ -4,14 +4,6 @@
 
 namespace kosli::daemon {
 
-std::string_view reason_name(ForgetReason reason) {
-  switch (reason) {
-    case ForgetReason::screen_locked: return "screen_locked";
-    case ForgetReason::sleep: return "sleep";
-    case ForgetReason::keyring_locked: return "keyring_locked";
-  }
-  return "unknown";
-}
 
 struct SessionWatch::Impl {};
 

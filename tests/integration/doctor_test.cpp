@@ -184,17 +184,8 @@ TEST_F(DoctorTest, ALockedKeyringFailsWithHowToUnlockIt) {
   ASSERT_EQ(store("it-doctor-locked", rfc3339(now_s() + 200 * 86400)).exit_code, 0);
   EXPECT_EQ(doctor().exit_code, 0) << "unlocked, all is well";
 
-  const auto alias = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
-                          "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.ReadAlias", "default"},
-                         RunOptions{{}, bus});
-  ASSERT_EQ(alias.exit_code, 0) << alias.err;
-  const auto start = alias.out.find('\'') + 1;
-  const std::string collection = alias.out.substr(start, alias.out.find('\'', start) - start);
-  const auto locked = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
-                           "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.Lock",
-                           "['" + collection + "']"},
-                          RunOptions{{}, bus});
-  ASSERT_EQ(locked.exit_code, 0) << locked.err;
+  const auto failed = lock_default_collection(bus);
+  ASSERT_FALSE(failed) << failed->err;
 
   const auto r = doctor();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;

@@ -212,12 +212,8 @@ TEST_F(GitHelperTest, StoreForAKosliHostNoProfileUsesSaysSo) {
 TEST_F(GitHelperTest, AHungDaemonCostsGitOnlyAFewSeconds) {
   // A listener that takes connections and never answers.
   ASSERT_EQ(::mkdir((dir_.path() + "/kosli-cred").c_str(), 0700), 0);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket().c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 16), 0);
+  const int fd = listen_and_never_answer(socket());
+  ASSERT_GE(fd, 0);
   const auto started = std::chrono::steady_clock::now();
   const auto r = helper("get", "protocol=https\nhost=app.kosli.com\n\n");
   const auto took = std::chrono::steady_clock::now() - started;

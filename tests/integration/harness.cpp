@@ -4,7 +4,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -288,6 +290,33 @@ std::string unique_key() {
   std::string key = "kosli-test-key-";
   for (int i = 0; i < 32; ++i) key += kAlphabet[rd() % (sizeof kAlphabet - 1)];
   return key;
+}
+
+int listen_and_never_answer(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 16) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::optional<RunResult> lock_default_collection(const std::vector<std::pair<std::string, std::string>>& bus) {
+  const auto alias = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
+                          "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.ReadAlias", "default"},
+                         RunOptions{{}, bus});
+  if (alias.exit_code != 0) return alias;
+  const auto start = alias.out.find('\'') + 1;
+  const std::string collection = alias.out.substr(start, alias.out.find('\'', start) - start);
+  auto locked = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
+                     "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.Lock",
+                     "['" + collection + "']"},
+                    RunOptions{{}, bus});
+  if (locked.exit_code != 0) return locked;
+  return std::nullopt;
 }
 
 bool in_sandbox() {

@@ -125,6 +125,14 @@ std::string unique_key();
 // throw-away HOME and keyring). Tests that touch a keyring skip outside it.
 bool in_sandbox();
 
+// A Unix socket at `path` that takes connections and never answers: a hung
+// daemon. Its descriptor; close it to stop listening (-1 when it cannot listen).
+int listen_and_never_answer(const std::string& path);
+
+// Locks the Secret Service's default collection over the session bus `bus`
+// (gdbus, the way a desktop's "lock keyring" does); the gdbus run that failed, if one did.
+std::optional<RunResult> lock_default_collection(const std::vector<std::pair<std::string, std::string>>& bus);
+
 // Every regular file below `root` whose bytes contain `needle`.
 std::vector<std::string> files_containing(const std::string& root, const std::string& needle);
 

@@ -164,12 +164,8 @@ TEST_F(InterimTest, KosliCredSaysItWaitsOnlyWhileAPersonIsAsked) {
 TEST_F(InterimTest, AHungDaemonCostsATokenItsFifteenSecondsNotTheQuestions) {
   // A listener that takes connections and never answers.
   ASSERT_EQ(::mkdir((dir_.path() + "/kosli-cred").c_str(), 0700), 0);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket().c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 16), 0);
+  const int fd = listen_and_never_answer(socket());
+  ASSERT_GE(fd, 0);
   const auto started = Clock::now();
   const auto r = cred(socket(), {"token", "--profile", "default"}, RunOptions{"", {{"KOSLI_CRED_AUTOSTART", "0"}},
                                                                                std::chrono::seconds(60)});

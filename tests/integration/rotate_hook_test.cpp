@@ -15,6 +15,7 @@
 
 #include "tests/integration/kosli_fixture.hpp"
 #include "tests/integration/raw_http.hpp"
+#include "tests/integration/secret_volume.hpp"
 
 namespace kosli::test {
 namespace {
@@ -185,26 +186,12 @@ TEST_F(RotateHookTest, AScheduledRotationRunsTheHookToo) {
   expect_no_keys_logged(daemon, {old_key, published});
 }
 
-// What the kubelet does to a Secret volume: the files live in a timestamped
-// directory, "..data" points at it, and a change is a new directory and an
-// atomic swap of "..data"; the key's name is a symlink through "..data".
-constexpr const char* kKubeletHook = R"SH(set -e
-vol="$1"
-ts="..$(date +%Y_%m_%d_%H_%M_%S).$$"
-mkdir "$vol/$ts"
-cat > "$vol/$ts/api-key"
-old=$(readlink "$vol/..data" || true)
-ln -s "$ts" "$vol/..data_tmp"
-mv -T "$vol/..data_tmp" "$vol/..data"
-[ -L "$vol/api-key" ] || ln -s "..data/api-key" "$vol/api-key"
-[ -z "$old" ] || rm -rf "$vol/$old"
-)SH";
 
 TEST_F(RotateHookTest, AHookPublishesEachRotatedKeyAsAKubernetesSecretVolume) {
   const std::string first = unique_key(), second = unique_key();
   KosliStandIn standin(pki_, json{{"keys", {key_entry(first)}}}.dump());
   const std::string volume = out_dir("secret-volume");
-  configure_hook("it-kube", {script("kube-hook", kKubeletHook), volume});
+  configure_hook("it-kube", {script("kube-hook", kPublishHook), volume});
   Daemon daemon(socket(), daemon_args(), no_proxy());
   ASSERT_EQ(store("it-kube", first, standin.url(), {"--service-account", "ci", "--key-id", "k1"}).exit_code, 0);
 

@@ -216,17 +216,8 @@ TEST_F(SessionTest, TheKeyringLockingForgetsCachedKeys) {
   EXPECT_EQ(status()["cached"], 1);
 
   const Env bus = {keyring.bus_env()};
-  const auto alias = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
-                          "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.ReadAlias", "default"},
-                         RunOptions{{}, bus});
-  ASSERT_EQ(alias.exit_code, 0) << alias.err;
-  const auto start = alias.out.find('\'') + 1;
-  const std::string collection = alias.out.substr(start, alias.out.find('\'', start) - start);
-  const auto locked = run({"gdbus", "call", "--session", "--dest", "org.freedesktop.secrets", "--object-path",
-                           "/org/freedesktop/secrets", "--method", "org.freedesktop.Secret.Service.Lock",
-                           "['" + collection + "']"},
-                          RunOptions{{}, bus});
-  ASSERT_EQ(locked.exit_code, 0) << locked.err;
+  const auto failed = lock_default_collection(bus);
+  ASSERT_FALSE(failed) << failed->err;
   ASSERT_TRUE(eventually([&] { return !forgets(daemon).empty(); }, std::chrono::seconds(10))) << daemon.log();
   const auto records = forgets(daemon);
   ASSERT_EQ(records.size(), 1u);
