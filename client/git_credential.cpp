@@ -13,6 +13,7 @@
 
 #include "client/api.hpp"
 #include "client/cli_error.hpp"
+#include "client/key_fingerprint.hpp"
 #include "client/token_io.hpp"
 #include "proto/errors.hpp"
 #include "proto/display.hpp"
@@ -136,13 +137,15 @@ int get(DaemonClient& daemon, const GitCredential& c) {
 }
 
 // The profile on the request's host that holds the request's password: a
-// credential this helper answered, whatever username it came back with.
-std::optional<ProfileMeta> holder_of(DaemonClient& daemon, const std::vector<ProfileMeta>& profiles,
-                                     const GitCredential& c) {
+// credential this helper answered, whatever username it came back with. Known
+// by the key's fingerprint in the list, so no key is asked for (and no person
+// asked about a "confirm" profile) when git hands its answer back.
+std::optional<ProfileMeta> holder_of(const std::vector<ProfileMeta>& profiles, const GitCredential& c) {
   const Secret& key = c.password.empty() ? c.credential : c.password;
   if (key.empty()) return std::nullopt;
+  const std::string fingerprint = key_fingerprint(key);
   for (const auto& p : profiles) {
-    if (serves(p, c) && api::token(daemon, p.name).token.equals(key)) return p;
+    if (serves(p, c) && !p.fingerprint.empty() && p.fingerprint == fingerprint) return p;
   }
   return std::nullopt;
 }
@@ -172,7 +175,7 @@ int store(DaemonClient& daemon, const GitCredential& c) {
     return exit_code::ok;
   }
   // git approves every credential that worked, ours included: nothing to do then.
-  if (holder_of(daemon, profiles, c)) return exit_code::ok;
+  if (holder_of(profiles, c)) return exit_code::ok;
   if (c.username.empty() || c.username == c.password.reveal()) {
     // Kosli's Basic form names no org: which profile it would be is unknown.
     std::fprintf(stderr,
@@ -209,7 +212,7 @@ int erase(DaemonClient& daemon, const GitCredential& c) {
   // credential): another helper's is not ours to judge. Without either, the
   // profile git would be answered with.
   const auto profile =
-      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(daemon, profiles, c);
+      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(profiles, c);
   if (!profile) return exit_code::ok;
   api::reject(daemon, profile->name);
   return exit_code::ok;
