@@ -13,6 +13,7 @@
 
 #include "client/api.hpp"
 #include "client/cli_error.hpp"
+#include "client/key_fingerprint.hpp"
 #include "client/token_io.hpp"
 #include "proto/errors.hpp"
 #include "proto/display.hpp"
@@ -101,15 +102,34 @@ std::string new_profile_name(const std::string& org, const std::string& host) {
   return name;
 }
 
-// When the request names no org, the profile profile_for_git picks first
-// ($KOSLI_PROFILE, else "default") is the answer if it is on the host: its
-// token's answer names its host, so one request serves git's usual question,
-// without listing the profiles (which reads the keyring every time). nullopt
-// when it is on another host, or missing, or not this caller's to read.
+// Whether a host no profile uses is plainly meant to be Kosli's (a label
+// "kosli" in its name): storing nothing there deserves a word. Other hosts
+// (github.com, …) reach this helper only through a global credential.helper,
+// and get nothing, silently, as git asks.
+bool looks_like_kosli(std::string_view host) {
+  const std::string name = lower(host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':')));
+  return name == "kosli" || name.starts_with("kosli.") || name.find(".kosli.") != std::string::npos ||
+         name.ends_with(".kosli");
+}
+
+// Kosli's EU or US host, or one that looks like Kosli's.
+bool kosli_host(std::string_view host) {
+  const std::string h = lower(host);
+  return h == host_authority(kEuHost) || h == host_authority(kUsHost) || looks_like_kosli(h);
+}
+
+// When the request names no org and its host is Kosli's, the profile
+// profile_for_git picks first ($KOSLI_PROFILE, else "default") is the answer if
+// it is on the host: its token's answer names its host, so one request serves
+// git's usual question, without listing the profiles (which reads the keyring
+// every time). nullopt when it is on another host, or missing, or not this
+// caller's to read. Never for another host (github.com, through a global
+// credential.helper): that would issue (and audit, and perhaps ask a person
+// about) a Kosli key git cannot use there.
 std::optional<TokenResponse> preferred_token(DaemonClient& daemon, const GitCredential& c) {
   const char* env = std::getenv("KOSLI_PROFILE");
   const std::string name = env != nullptr && *env != '\0' ? env : std::string(kDefaultProfile);
-  if (!c.username.empty() || profile_name_problem(name)) return std::nullopt;
+  if (!c.username.empty() || profile_name_problem(name) || !kosli_host(c.host)) return std::nullopt;
   try {
     auto token = api::token(daemon, name);
     if (serves(token.info.host, c.protocol, c.host)) return token;
@@ -136,25 +156,17 @@ int get(DaemonClient& daemon, const GitCredential& c) {
 }
 
 // The profile on the request's host that holds the request's password: a
-// credential this helper answered, whatever username it came back with.
-std::optional<ProfileMeta> holder_of(DaemonClient& daemon, const std::vector<ProfileMeta>& profiles,
-                                     const GitCredential& c) {
+// credential this helper answered, whatever username it came back with. Known
+// by the key's fingerprint in the list, so no key is asked for (and no person
+// asked about a "confirm" profile) when git hands its answer back.
+std::optional<ProfileMeta> holder_of(const std::vector<ProfileMeta>& profiles, const GitCredential& c) {
   const Secret& key = c.password.empty() ? c.credential : c.password;
   if (key.empty()) return std::nullopt;
+  const std::string fingerprint = key_fingerprint(key);
   for (const auto& p : profiles) {
-    if (serves(p, c) && api::token(daemon, p.name).token.equals(key)) return p;
+    if (serves(p, c) && !p.fingerprint.empty() && p.fingerprint == fingerprint) return p;
   }
   return std::nullopt;
-}
-
-// Whether a host no profile uses is plainly meant to be Kosli's (a label
-// "kosli" in its name): storing nothing there deserves a word. Other hosts
-// (github.com, …) reach this helper only through a global credential.helper,
-// and get nothing, silently, as git asks.
-bool looks_like_kosli(std::string_view host) {
-  const std::string name = lower(host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':')));
-  return name == "kosli" || name.starts_with("kosli.") || name.find(".kosli.") != std::string::npos ||
-         name.ends_with(".kosli");
 }
 
 int store(DaemonClient& daemon, const GitCredential& c) {
@@ -172,7 +184,7 @@ int store(DaemonClient& daemon, const GitCredential& c) {
     return exit_code::ok;
   }
   // git approves every credential that worked, ours included: nothing to do then.
-  if (holder_of(daemon, profiles, c)) return exit_code::ok;
+  if (holder_of(profiles, c)) return exit_code::ok;
   if (c.username.empty() || c.username == c.password.reveal()) {
     // Kosli's Basic form names no org: which profile it would be is unknown.
     std::fprintf(stderr,
@@ -209,7 +221,7 @@ int erase(DaemonClient& daemon, const GitCredential& c) {
   // credential): another helper's is not ours to judge. Without either, the
   // profile git would be answered with.
   const auto profile =
-      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(daemon, profiles, c);
+      c.password.empty() && c.credential.empty() ? choose(profiles, c) : holder_of(profiles, c);
   if (!profile) return exit_code::ok;
   api::reject(daemon, profile->name);
   return exit_code::ok;
