@@ -57,7 +57,7 @@ int serve_git_helper(int argc, char** argv) {
   }
   start_process(Program::fast);
   DaemonClient daemon(resolve_socket_path(std::nullopt), DaemonClient::Connections::kept, daemon_uid);
-  return run_reporting_errors([&] { return run_git_credential(daemon, operation); });
+  return run_reporting_errors([&] { return run_git_get(daemon, operation); });
 }
 
 }  // namespace

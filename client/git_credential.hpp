@@ -75,6 +75,9 @@ inline constexpr std::string_view kGitCapabilities = "version 0\ncapability auth
 // Runs one operation (get, store, erase, capability) with the input on stdin. Unknown
 // operations are ignored, as git asks of helpers. stdout carries only the
 // protocol's answer; every failure is one sentence on stderr.
+// `get` and `capability` only: what bin/kosli-cred serves itself.
+int run_git_get(DaemonClient& daemon, std::string_view operation);
+// (git_credential_store.cpp: the full command line only.)
 int run_git_credential(DaemonClient& daemon, std::string_view operation);
 
 }  // namespace kosli::client

@@ -1,7 +1,8 @@
 // The fingerprint the daemon lists for a key (daemon/keys/fingerprint.hpp),
-// computed in the client without OpenSSL, which the client does not link: git's
-// helper recognises its own answer coming back (store, erase) by it, without
-// asking the daemon for a key.
+// computed the same way with OpenSSL's SHA-256: git's helper recognises its own
+// answer coming back (store, erase) by it, without asking the daemon for a key.
+// Only the full command line links it (git_credential_store.cpp); bin/kosli-cred
+// does not load libcrypto.
 #pragma once
 
 #include <string>
@@ -10,7 +11,7 @@
 
 namespace kosli::client {
 
-// "sha256:" followed by the first 12 hex digits of the key's SHA-256.
+// "sha256:" followed by the first 12 hex digits of the key's SHA-256 ("" if it cannot be computed).
 std::string key_fingerprint(const Secret& key);
 
 }  // namespace kosli::client
