@@ -287,6 +287,25 @@ TEST_F(ApprovalTest, AYesCoversOnlyTheWayTheProgramAsked) {
                                                            real_path("/bin/sh") + R"("]}])"));
 }
 
+// Another uid admitted with --allow-uid, running the same program, is not
+// covered by the owner's yes: a yes is remembered for the uid that asked.
+TEST_F(ApprovalTest, AYesCoversOnlyTheUidThatAsked) {
+  if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv";
+  constexpr uid_t kOtherUid = 4302;
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0711), 0);
+  std::vector<std::string> args = args_;
+  args.insert(args.end(), {"--allow-uid", std::to_string(kOtherUid)});
+  Daemon daemon(socket(), args, desktop());
+  ASSERT_EQ(token("me").exit_code, 0);
+  EXPECT_EQ(asked(), 1u);
+  // setpriv execs kosli-cred: its parent, the requester, is this program, as above.
+  const auto other = run({"setpriv", "--reuid=" + std::to_string(kOtherUid), "--regid=" + std::to_string(kOtherUid),
+                          "--clear-groups", bin("kosli-cred"), "--socket", socket(), "--daemon-uid",
+                          std::to_string(::geteuid()), "token", "--profile", "me"});
+  EXPECT_EQ(other.exit_code, 0) << other.err << daemon.log();
+  EXPECT_EQ(asked(), 2u) << "the owner's yes covered another uid";
+}
+
 // Under "always" each request has a question of its own (naming its own pid and
 // command line), and past 16 open questions a request is refused: the last denial.
 TEST_F(ApprovalTest, AlwaysSharesNoQuestionAndTooManyAreRefused) {
