@@ -72,6 +72,24 @@ std::string_view confirm_name(Confirm c) {
   return "";
 }
 
+std::string_view source_name(RequesterSource source) {
+  switch (source) {
+    case RequesterSource::peer: return "peer";
+    case RequesterSource::client_parent: return "client";
+    case RequesterSource::client_exec: return "exec";
+  }
+  return "";
+}
+
+// What a per-program yes is remembered by: the uid, how the program asked (a
+// yes to git through the credential helper is not one to `kosli-cred exec --
+// git`) and its real path, which comes last (describe() shows it).
+std::string approval_key(const Peer& peer) {
+  return std::to_string(peer.uid) + '\0' + std::string(source_name(peer.requester_source)) + '\0' + peer.requester;
+}
+
+std::string path_of_key(const std::string& key) { return key.substr(key.rfind('\0') + 1); }
+
 std::string question_text(const ProfileMeta& meta, const Peer& peer, Confirm confirm) {
   const pid_t pid = peer.requester_pid;
   std::string q = "A program asks for the Kosli API key of profile '" + display_safe(meta.name) + "' (" +
@@ -138,7 +156,7 @@ bool Approvals::remembered(std::string_view profile, const Peer& peer) {
   {
     std::lock_guard lock(mutex_);
     const auto it = approved_.find(profile);
-    if (it == approved_.end() || it->second.count(peer.requester) == 0) return false;
+    if (it == approved_.end() || it->second.count(approval_key(peer)) == 0) return false;
   }
   decided(std::string(profile), peer, true, "remembered", "remembered: approved earlier for this program");
   return true;
@@ -157,9 +175,15 @@ void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done, Interi
   {
     std::lock_guard lock(mutex_);
     reap_finished();
-    // An unidentified program asks alone: nothing can say two of them are the same.
-    const std::string key = meta.name + '\0' +
-                            (peer.requester.empty() ? "?" + std::to_string(peer.requester_pid) : peer.requester);
+    // Requests share a question only when a yes would cover them all: the same
+    // uid, source and program under "per-program". Under "always" each asks
+    // alone (the question names its pid, command line and directory), and so
+    // does an unidentified program: nothing can say two of them are the same.
+    std::string key = meta.name + '\0' + approval_key(peer);
+    if (confirm != Confirm::per_program || peer.requester.empty()) {
+      key += '\0' + std::to_string(peer.pid) + '\0' + std::to_string(peer.requester_pid) + '\0' +
+             std::to_string(++questions_asked_);
+    }
     if (auto it = open_.find(key); it != open_.end() && !stopping_) {
       auto& question = *it->second;
       question.waiting.emplace_back(peer, std::move(done));
@@ -182,6 +206,8 @@ void Approvals::ask(const ProfileMeta& meta, const Peer& peer, Done done, Interi
       threads_.emplace_back(std::thread([this, question] { run_question(question); }), question);
       return;
     }
+    last_denial_ = ApprovalDenial{meta.name, peer.requester, peer.requester_pid, "refused",
+                                  static_cast<std::int64_t>(std::time(nullptr))};
     post = post_;
   }
   decided(meta.name, peer, false, "refused", refused);
@@ -254,7 +280,7 @@ void Approvals::run_question(std::shared_ptr<Question> question) {
     waiting = std::move(question->waiting);
     question->told.clear();  // never asked (no askpass): nobody is told
     if (allowed && question->confirm == Confirm::per_program && !question->peer.requester.empty()) {
-      approved_[meta.name].insert(question->peer.requester);
+      approved_[meta.name].insert(approval_key(question->peer));
     }
     if (!allowed) {
       last_denial_ = ApprovalDenial{meta.name, question->peer.requester, question->peer.requester_pid,
@@ -302,7 +328,9 @@ ApprovalsHealth Approvals::describe() const {
   ApprovalsHealth health;
   std::lock_guard lock(mutex_);
   for (const auto& [profile, programs] : approved_) {
-    health.approved.push_back(ApprovedPrograms{profile, {programs.begin(), programs.end()}});
+    std::set<std::string> paths;
+    for (const auto& key : programs) paths.insert(path_of_key(key));
+    health.approved.push_back(ApprovedPrograms{profile, {paths.begin(), paths.end()}});
   }
   health.last_denial = last_denial_;
   return health;

@@ -3,19 +3,23 @@
 // that asks (its real path and pid, its command line, its parent's, its
 // working directory) and the profile. "per-program" remembers a yes by the
 // program's real path until forget_all() (the session locks, the machine
-// sleeps) or the daemon restarts; "always" asks every time.
+// sleeps) or the daemon restarts, for that uid and that way of asking only
+// (a yes through exec covers exec of that program, not its token); "always"
+// asks every time.
 //
 // Only the token route asks (exec's token and git's get are tokens): verify,
 // rotate, store and erase hand no key out, and allowed_clients guards them.
 //
 // A question runs on a thread of its own (an askpass is a child process that
 // may take 30 s); its answer comes back through the function given to
-// answer_on() (the event loop). Requests for the same profile and program
-// while a question is open share it. Each decision is audited ("approval")
+// answer_on() (the event loop). Under "per-program", requests for the same
+// profile by the same uid and program, asking the same way (the credential
+// helper or token, or exec), share an open question; under "always" each asks. Each decision is audited ("approval")
 // and counted. Profiles with "confirm": "never" cost one comparison.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -101,8 +105,11 @@ class Approvals {
   mutable std::mutex mutex_;
   Post post_;
   bool stopping_ = false;
-  std::map<std::string, std::set<std::string>, std::less<>> approved_;  // profile -> real paths
-  std::map<std::string, std::shared_ptr<Question>> open_;              // profile '\0' program -> question
+  // profile -> uid '\0' requester source '\0' real path
+  std::map<std::string, std::set<std::string>, std::less<>> approved_;
+  // profile '\0' uid '\0' source '\0' program (and, unless shared, pids and a count) -> question
+  std::map<std::string, std::shared_ptr<Question>> open_;
+  std::uint64_t questions_asked_ = 0;
   std::optional<ApprovalDenial> last_denial_;
   std::vector<std::pair<std::thread, std::shared_ptr<Question>>> threads_;
 };

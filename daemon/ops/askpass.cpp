@@ -8,11 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <vector>
+
+#include "proto/secret.hpp"
 
 extern char** environ;
 
@@ -66,6 +69,39 @@ std::optional<int> wait_for(pid_t pid, std::chrono::steady_clock::time_point dea
   return std::nullopt;
 }
 
+// zenity renders --text as Pango markup with --no-markup left out, and kdialog
+// renders rich text when it sees a tag: for kdialog the question is sent as
+// rich text whose every '<', '>' and '&' is escaped, so a command line shows as
+// it is and cannot rewrite the question.
+std::string as_rich_text(const std::string& text) {
+  std::string out = "<qt>";
+  for (const char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\n': out += "<br>"; break;
+      default: out += c;
+    }
+  }
+  return out + "</qt>";
+}
+
+// OpenSSH's ssh-agent confirm: an askpass says yes by exiting 0 with nothing,
+// or "yes" (any case), on its output; a passphrase-style askpass where the user
+// typed "no" and Enter exits 0 too. One trailing newline is allowed.
+bool says_yes(std::string_view out) {
+  if (!out.empty() && out.back() == '\n') out.remove_suffix(1);
+  if (!out.empty() && out.back() == '\r') out.remove_suffix(1);
+  if (out.empty()) return true;
+  if (out.size() != 3) return false;
+  for (std::size_t i = 0; i < 3; ++i) {
+    if ((out[i] | 0x20) != "yes"[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::variant<AskpassProgram, std::string> find_askpass(const std::optional<std::string>& configured) {
@@ -103,10 +139,10 @@ AskpassAnswer ask_through(const AskpassProgram& program, const std::string& ques
       env.emplace_back("SSH_ASKPASS_PROMPT=confirm");
       break;
     case AskpassProgram::Style::zenity:
-      args.insert(args.end(), {"--question", "--title=kosli-credd", "--text=" + question});
+      args.insert(args.end(), {"--question", "--no-markup", "--title=kosli-credd", "--text=" + question});
       break;
     case AskpassProgram::Style::kdialog:
-      args.insert(args.end(), {"--title", "kosli-credd", "--yesno", question});
+      args.insert(args.end(), {"--title", "kosli-credd", "--yesno", as_rich_text(question)});
       break;
   }
   std::vector<char*> argv, envp;
@@ -115,11 +151,15 @@ AskpassAnswer ask_through(const AskpassProgram& program, const std::string& ques
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
+  // Its output comes through a pipe: what it says decides, with its exit status.
+  int out[2] = {-1, -1};
+  if (::pipe2(out, O_CLOEXEC) != 0) return AskpassAnswer::failed;
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);  // read once it has exited: what is there
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   ::posix_spawn_file_actions_init(&actions);
   ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  ::posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  ::posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // no socket, no keyring connection
   ::posix_spawnattr_init(&attr);
   sigset_t none, all;
@@ -133,12 +173,27 @@ AskpassAnswer ask_through(const AskpassProgram& program, const std::string& ques
   const int spawned = ::posix_spawn(&pid, program.path.c_str(), &actions, &attr, argv.data(), envp.data());
   ::posix_spawn_file_actions_destroy(&actions);
   ::posix_spawnattr_destroy(&attr);
-  if (spawned != 0) return AskpassAnswer::failed;
+  ::close(out[1]);
+  if (spawned != 0) {
+    ::close(out[0]);
+    return AskpassAnswer::failed;
+  }
 
   if (auto status = wait_for(pid, deadline, stop_fd)) {
-    if (WIFEXITED(*status)) return WEXITSTATUS(*status) == 0 ? AskpassAnswer::yes : AskpassAnswer::no;
-    return AskpassAnswer::no;
+    // At most a few bytes are a yes; more (it may be a passphrase) is a no. Never logged.
+    char said[16];
+    ssize_t n = -1;
+    do {
+      n = ::read(out[0], said, sizeof said);
+    } while (n < 0 && errno == EINTR);
+    ::close(out[0]);
+    const bool yes = WIFEXITED(*status) && WEXITSTATUS(*status) == 0 &&
+                     says_yes(std::string_view(said, n > 0 ? static_cast<std::size_t>(n) : 0)) &&
+                     static_cast<std::size_t>(std::max<ssize_t>(n, 0)) < sizeof said;
+    wipe(said, sizeof said);
+    return yes ? AskpassAnswer::yes : AskpassAnswer::no;
   }
+  ::close(out[0]);
   ::kill(-pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

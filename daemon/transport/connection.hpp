@@ -113,6 +113,10 @@ class Session : public std::enable_shared_from_this<Session>, private Interim {
   }
 
   ~Session() {
+    // A final answer held behind a 102 write, or one being written, when the
+    // handler that would have wiped it never runs (the loop stopped first).
+    if (pending_ && pending_->sensitive) wipe(pending_->body);
+    if (sensitive_) wipe(res_.body());
     std::function<void()> last;
     {
       std::lock_guard lock(state_.mutex);

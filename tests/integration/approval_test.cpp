@@ -61,13 +61,15 @@ class ApprovalTest : public ::testing::Test {
     ::chmod(imports.c_str(), 0600);
     args_ = {"--backend", "memory", "--config", config_path(), "--import", imports};
 
-    // allow: yes; deny: no; hang: never answers, and leaves a child behind.
+    // allow: yes; deny: no; say-no/say-yes: exit 0 saying so; hang: never answers, and leaves a child behind.
     std::ofstream(askpass_) << "#!/bin/sh\n"
                                "printf '%s\\n' \"$1\" > '" << dir_.path() << "/question'\n"
                                "echo \"$SSH_ASKPASS_PROMPT\" >> '" << asked_ << "'\n"
                                "case $(cat '" << mode_ << "') in\n"
                                "  allow) exit 0 ;;\n"
                                "  deny) exit 1 ;;\n"
+                               "  say-no) echo no; exit 0 ;;\n"
+                               "  say-yes) echo YES; exit 0 ;;\n"
                                "  hang) echo $$ > '" << dir_.path() << "/hang.pid'\n"
                                "        sleep 1000 & echo $! > '" << dir_.path() << "/sleep.pid'\n"
                                "        wait; exit 0 ;;\n"
@@ -266,6 +268,102 @@ TEST_F(ApprovalTest, AnOpenQuestionHoldsUpNoOneElseAndIsShared) {
   EXPECT_EQ(waiting.get().exit_code, 5);
   EXPECT_EQ(joining.get().exit_code, 5);
   EXPECT_EQ(asked(), 1u) << "the same program for the same profile was asked twice at once";
+}
+
+// A yes to a program asking for a token (the credential helper, kosli-cred
+// token) is not one to `kosli-cred exec` running that program, nor the reverse.
+TEST_F(ApprovalTest, AYesCoversOnlyTheWayTheProgramAsked) {
+  Daemon daemon(socket(), args_, desktop());
+  ASSERT_EQ(token_by_shell("me").exit_code, 0);
+  EXPECT_EQ(asked(), 1u);
+  const std::vector<std::string> exec{"exec", "--profile", "me", "--", "/bin/sh", "-c", "test -n \"$KOSLI_API_TOKEN\""};
+  const auto r = cred(socket(), exec);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(asked(), 2u) << "a yes to /bin/sh's token covered kosli-cred exec -- /bin/sh";
+  ASSERT_EQ(cred(socket(), exec).exit_code, 0);
+  ASSERT_EQ(token_by_shell("me").exit_code, 0);
+  EXPECT_EQ(asked(), 2u) << "each way was approved once and remembered";
+  EXPECT_EQ(status()["approvals"]["approved"], json::parse(R"([{"profile":"me","programs":[")" +
+                                                           real_path("/bin/sh") + R"("]}])"));
+}
+
+// Another uid admitted with --allow-uid, running the same program, is not
+// covered by the owner's yes: a yes is remembered for the uid that asked.
+TEST_F(ApprovalTest, AYesCoversOnlyTheUidThatAsked) {
+  if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv";
+  constexpr uid_t kOtherUid = 4302;
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0711), 0);
+  std::vector<std::string> args = args_;
+  args.insert(args.end(), {"--allow-uid", std::to_string(kOtherUid)});
+  Daemon daemon(socket(), args, desktop());
+  ASSERT_EQ(token("me").exit_code, 0);
+  EXPECT_EQ(asked(), 1u);
+  // setpriv execs kosli-cred: its parent, the requester, is this program, as above.
+  const auto other = run({"setpriv", "--reuid=" + std::to_string(kOtherUid), "--regid=" + std::to_string(kOtherUid),
+                          "--clear-groups", bin("kosli-cred"), "--socket", socket(), "--daemon-uid",
+                          std::to_string(::geteuid()), "token", "--profile", "me"});
+  EXPECT_EQ(other.exit_code, 0) << other.err << daemon.log();
+  EXPECT_EQ(asked(), 2u) << "the owner's yes covered another uid";
+}
+
+// Under "always" each request has a question of its own (naming its own pid and
+// command line), and past 16 open questions a request is refused: the last denial.
+TEST_F(ApprovalTest, AlwaysSharesNoQuestionAndTooManyAreRefused) {
+  std::ofstream(config_path()) << json{{"confirm_timeout_s", 5}, {"profiles", {{"al", {{"confirm", "always"}}}}}}.dump();
+  set_mode("hang");
+  Daemon daemon(socket(), args_, desktop());
+  std::vector<std::future<RunResult>> waiting;
+  for (int i = 0; i < 16; ++i) {
+    waiting.push_back(std::async(std::launch::async, [this] { return token_by_shell("al"); }));
+  }
+  wait_until_asked(16);
+  const auto refused = token("al");
+  EXPECT_EQ(refused.exit_code, 5) << refused.err;
+  EXPECT_NE(refused.err.find("too many questions are open at once"), std::string::npos) << refused.err;
+  const json s = status();
+  EXPECT_EQ(s["approvals"]["last_denial"]["how"], "refused") << s.dump();
+  EXPECT_EQ(s["approvals"]["last_denial"]["program"], real_path("/proc/self/exe")) << s.dump();
+  for (auto& w : waiting) EXPECT_EQ(w.get().exit_code, 5);
+}
+
+// OpenSSH's confirm: exit 0 is a yes only with nothing or "yes" on the output
+// (a passphrase-style askpass where the user typed "no" exits 0 too).
+TEST_F(ApprovalTest, AnAskpassSayingNoIsADenialWhateverItsExitStatus) {
+  set_mode("say-no");
+  Daemon daemon(socket(), args_, desktop());
+  const auto no = token("me");
+  EXPECT_EQ(no.exit_code, 5) << no.err;
+  EXPECT_EQ(no.out, "");
+  EXPECT_NE(no.err.find("was denied at the desktop"), std::string::npos) << no.err;
+  EXPECT_EQ(status()["approvals"]["last_denial"]["how"], "askpass no");
+
+  set_mode("say-yes");
+  const auto yes = token("me");
+  EXPECT_EQ(yes.exit_code, 0) << yes.err;
+  EXPECT_EQ(yes.out, me_key_ + "\n");
+}
+
+// zenity and kdialog render markup: a command line must show as it is, not
+// rewrite the question (zenity gets --no-markup, kdialog escaped rich text).
+TEST_F(ApprovalTest, ACommandLineCannotRewriteTheQuestion) {
+  for (const std::string name : {"zenity", "kdialog"}) {
+    SCOPED_TRACE(name);
+    TempDir bin_dir;
+    const std::string fake = bin_dir.path() + "/" + name, args = bin_dir.path() + "/args";
+    std::ofstream(fake) << "#!/bin/sh\nfor a; do printf '%s\\n' \"$a\"; done > '" << args << "'\nexit 0\n";
+    ::chmod(fake.c_str(), 0755);
+    Daemon daemon(socket(), args_, {{"DISPLAY", ":99"}, {"KOSLI_CRED_ASKPASS", ""}, {"PATH", bin_dir.path()}});
+    const auto r = run({"/bin/sh", "-c", "\"$0\" --socket \"$1\" token --profile al; exit $?", bin("kosli-cred"),
+                        socket(), "<b>Fine</b>&"});
+    EXPECT_EQ(r.exit_code, 0) << r.err << daemon.log();
+    const std::string said = read_file(args);
+    if (name == "zenity") {
+      EXPECT_NE(said.find("--no-markup\n"), std::string::npos) << said;
+    } else {
+      EXPECT_NE(said.find("&lt;b&gt;Fine&lt;/b&gt;&amp;"), std::string::npos) << said;
+      EXPECT_EQ(said.find("<b>"), std::string::npos) << said;
+    }
+  }
 }
 
 TEST_F(ApprovalTest, LockForgetsTheApprovals) {
