@@ -92,8 +92,8 @@ std::optional<std::string> ImportWatch::import_at_start(Store& store) {
   }
   const auto& profiles = std::get<std::vector<ImportedProfile>>(*read_now);
   if (auto problem = store_imported(store, profiles, audit_, source_.path)) return problem;
-  std::set<std::string, std::less<>> names;
-  for (const auto& p : profiles) names.insert(p.name);
+  Taken names;
+  for (const auto& p : profiles) names[p.name] = meta_from_put(p.name, p.request, store.persistent()).fingerprint;
   std::lock_guard lock(mutex_);
   last_read_ = digest;
   names_ = std::move(names);
@@ -181,11 +181,11 @@ void ImportWatch::refuse(const std::string& why) {
 
 void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector<ImportedProfile>& profiles) {
   const Peer self = this_process();
-  std::set<std::string, std::less<>> names;
+  Taken names;
   std::vector<std::pair<const ImportedProfile*, ProfileMeta>> changed;
   for (const auto& p : profiles) {
-    names.insert(p.name);
     ProfileMeta meta = meta_from_put(p.name, p.request, store.persistent());
+    names[p.name] = meta.fingerprint;
     auto found = store.find(p.name, deadline);
     if (auto* error = std::get_if<StoreError>(&found)) {
       {
@@ -198,11 +198,11 @@ void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector
     if (existing && same_profile(*existing, meta)) continue;  // unchanged: stays, cached copy too
     changed.emplace_back(&p, std::move(meta));
   }
-  std::vector<std::string> removed;
+  std::vector<std::pair<std::string, std::string>> removed;  // name, the fingerprint this file gave it
   {
     std::lock_guard lock(mutex_);
-    for (const auto& name : names_) {
-      if (!names.contains(name)) removed.push_back(name);
+    for (const auto& [name, fingerprint] : names_) {
+      if (!names.contains(name)) removed.emplace_back(name, fingerprint);
     }
   }
   // Every changed key leaves the cache before any is stored, and again after
@@ -228,13 +228,33 @@ void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector
                  meta.org, meta.host, meta.fingerprint, display_safe(source_.path));
     if (lifecycle_) lifecycle_->profile_changed(p->name);
   }
-  for (const auto& name : removed) {
+  for (const auto& [name, fingerprint] : removed) {
+    // Only the key this file gave is removed: one stored since (kosli-cred
+    // store, a rotation) is the user's, and the name is no longer the file's.
+    auto found = store.find(name, deadline);
+    if (auto* error = std::get_if<StoreError>(&found)) {
+      audit_.record(AuditRecord{"import", name, "error", error->message}, self);
+      names[name] = fingerprint;  // still ours: removed on a later publish
+      continue;
+    }
+    const auto& existing = std::get<std::optional<ProfileMeta>>(found);
+    if (!existing) continue;  // already gone
+    if (existing->fingerprint != fingerprint) {
+      audit_.record(AuditRecord{"import", name, "ok",
+                                "kept: no longer in " + source_.path + ", but its key was replaced since (" +
+                                    existing->fingerprint + "); no longer the import's"},
+                    self);
+      spdlog::info("import: profile '{}' kept: no longer in {}, but its key was replaced since ({}); no longer the "
+                   "import's",
+                   name, display_safe(source_.path), existing->fingerprint);
+      continue;
+    }
     cache_->drop(name);
     auto erased = store.erase(name, deadline);
     cache_->drop(name);
     if (auto* error = std::get_if<StoreError>(&erased)) {
       audit_.record(AuditRecord{"import", name, "error", error->message}, self);
-      names.insert(name);  // still ours: removed on a later publish
+      names[name] = fingerprint;  // still ours: removed on a later publish
       continue;
     }
     audit_.record(AuditRecord{"import", name, "ok", "removed: no longer in " + source_.path}, self);
@@ -244,7 +264,7 @@ void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector
   taken(std::move(names));
 }
 
-void ImportWatch::taken(std::set<std::string, std::less<>> names) {
+void ImportWatch::taken(Taken names) {
   std::lock_guard lock(mutex_);
   names_ = std::move(names);
   ++imports_;

@@ -7,7 +7,8 @@
 //
 // The file is the source of truth: a valid publish replaces the keys that
 // changed, all in one store job, adds new profiles and removes the ones this
-// file gave that it no longer lists; an unchanged key stays (its cached copy
+// file gave that it no longer lists (unless the store no longer holds the key
+// the file gave: someone stored their own since); an unchanged key stays (its cached copy
 // too). A publish that cannot be read or parsed changes nothing: it is
 // logged, audited, counted, and the next change is read again.
 //
@@ -17,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -86,7 +88,9 @@ class ImportWatch {
   void refuse(const std::string& why);
   // The store job of a valid publish.
   void swap(Store& store, Store::Deadline deadline, const std::vector<ImportedProfile>& profiles);
-  void taken(std::set<std::string, std::less<>> names);
+  // name -> the fingerprint this file gave it
+  using Taken = std::map<std::string, std::string, std::less<>>;
+  void taken(Taken names);
 
   const ImportSource source_;
   const std::string what_;  // "--import FILE" or "--import-key FILE", in messages
@@ -99,7 +103,7 @@ class ImportWatch {
 
   std::mutex mutex_;
   std::optional<Digest> last_read_;             // what the last publish read held, taken or not
-  std::set<std::string, std::less<>> names_;    // the profiles this file gave
+  Taken names_;  // the profiles this file gave, each with the key it gave (a fingerprint)
   std::uint64_t imports_ = 0;                   // publishes taken
   std::uint64_t refused_ = 0;                   // publishes refused
   std::int64_t last_import_at_ = 0;
