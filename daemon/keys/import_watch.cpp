@@ -1,6 +1,8 @@
 #include "daemon/keys/import_watch.hpp"
 
+#include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +24,10 @@
 
 namespace kosli::daemon {
 namespace {
+
+// After a publish the store could not take (whole), how long before reading the
+// file again.
+constexpr int kRetrySeconds = 5;
 
 std::string directory_of(const std::string& path) {
   const auto slash = path.rfind('/');
@@ -68,7 +74,10 @@ ImportWatch::ImportWatch(ImportSource source, AuditLog& audit)
       what_((source_.key ? "--import-key " : "--import ") + source_.path),
       audit_(audit) {}
 
-ImportWatch::~ImportWatch() = default;
+ImportWatch::~ImportWatch() {
+  if (fd_ >= 0) ::close(fd_);
+  if (timer_fd_ >= 0) ::close(timer_fd_);
+}
 
 std::optional<ImportResult> ImportWatch::read(Digest& digest) {
   struct stat st {};
@@ -92,8 +101,8 @@ std::optional<std::string> ImportWatch::import_at_start(Store& store) {
   }
   const auto& profiles = std::get<std::vector<ImportedProfile>>(*read_now);
   if (auto problem = store_imported(store, profiles, audit_, source_.path)) return problem;
-  std::set<std::string, std::less<>> names;
-  for (const auto& p : profiles) names.insert(p.name);
+  Taken names;
+  for (const auto& p : profiles) names[p.name] = meta_from_put(p.name, p.request, store.persistent()).fingerprint;
   std::lock_guard lock(mutex_);
   last_read_ = digest;
   names_ = std::move(names);
@@ -111,17 +120,34 @@ void ImportWatch::attach(StoreWorker& worker, TokenCache& cache, KeyLifecycle* l
 std::variant<int, std::string> ImportWatch::open_watch() {
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) return what_ + ": cannot watch it: inotify: " + std::strerror(errno);
+  // The loop is given one descriptor: an epoll set of the inotify descriptor
+  // and the timer that reads the file again after a swap the store cut short.
+  const int timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  const int set = ::epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event in {}, tick {};
+  in.events = tick.events = EPOLLIN;
+  in.data.fd = fd;
+  tick.data.fd = timer;
+  if (timer < 0 || set < 0 || ::epoll_ctl(set, EPOLL_CTL_ADD, fd, &in) != 0 ||
+      ::epoll_ctl(set, EPOLL_CTL_ADD, timer, &tick) != 0) {
+    const int err = errno;
+    for (const int d : {fd, timer, set}) {
+      if (d >= 0) ::close(d);
+    }
+    return what_ + ": cannot watch it: " + std::strerror(err);
+  }
   const std::string dir = directory_of(source_.path);
   // The directory, not the file: a rename or the kubelet's swap replaces the file.
   const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
   if (::inotify_add_watch(fd, dir.c_str(), mask) < 0) {
     const int err = errno;
-    ::close(fd);
+    for (const int d : {fd, timer, set}) ::close(d);
     return what_ + ": cannot watch its directory " + dir + ": " + std::strerror(err);
   }
   fd_ = fd;
+  timer_fd_ = timer;
   spdlog::info("{}: watching {} for new publishes", display_safe(what_), display_safe(dir));
-  return fd;
+  return set;
 }
 
 void ImportWatch::on_readable() {
@@ -149,7 +175,20 @@ void ImportWatch::on_readable() {
       }
     }
   }
+  std::uint64_t expirations = 0;
+  if (timer_fd_ >= 0 && ::read(timer_fd_, &expirations, sizeof expirations) == sizeof expirations) publish = true;
   if (publish) reread();
+}
+
+void ImportWatch::retry_later() {
+  {
+    std::lock_guard lock(mutex_);
+    last_read_.reset();  // the next read is taken even if the file is unchanged
+  }
+  if (timer_fd_ < 0) return;
+  struct itimerspec when {};
+  when.it_value.tv_sec = kRetrySeconds;
+  ::timerfd_settime(timer_fd_, 0, &when, nullptr);
 }
 
 void ImportWatch::reread() {
@@ -181,44 +220,52 @@ void ImportWatch::refuse(const std::string& why) {
 
 void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector<ImportedProfile>& profiles) {
   const Peer self = this_process();
-  std::set<std::string, std::less<>> names;
+  Taken names;
   std::vector<std::pair<const ImportedProfile*, ProfileMeta>> changed;
   for (const auto& p : profiles) {
-    names.insert(p.name);
     ProfileMeta meta = meta_from_put(p.name, p.request, store.persistent());
+    names[p.name] = meta.fingerprint;
     auto found = store.find(p.name, deadline);
     if (auto* error = std::get_if<StoreError>(&found)) {
-      {
-        std::lock_guard lock(mutex_);
-        last_read_.reset();  // read it again on the next change
-      }
-      return refuse(what_ + ": cannot read the profile '" + p.name + "' from the store: " + error->message);
+      refuse(what_ + ": cannot read the profile '" + p.name + "' from the store: " + error->message +
+             "; reading the file again in " + std::to_string(kRetrySeconds) + " s");
+      return retry_later();
     }
     const auto& existing = std::get<std::optional<ProfileMeta>>(found);
     if (existing && same_profile(*existing, meta)) continue;  // unchanged: stays, cached copy too
     changed.emplace_back(&p, std::move(meta));
   }
-  std::vector<std::string> removed;
+  std::vector<std::pair<std::string, std::string>> removed;  // name, the fingerprint this file gave it
   {
     std::lock_guard lock(mutex_);
-    for (const auto& name : names_) {
-      if (!names.contains(name)) removed.push_back(name);
+    for (const auto& [name, fingerprint] : names_) {
+      if (!names.contains(name)) removed.emplace_back(name, fingerprint);
     }
   }
   // Every changed key leaves the cache before any is stored, and again after
   // (a fill that raced with the store is dropped with it).
   for (const auto& [p, meta] : changed) cache_->drop(p->name);
+  Taken so_far;  // what this file gave that the store holds: before this publish, then as it is stored
+  {
+    std::lock_guard lock(mutex_);
+    so_far = names_;
+  }
+  std::vector<std::string> stored_names;
   for (const auto& [p, meta] : changed) {
     auto stored = store.put(meta, p->request.api_key, deadline);
     cache_->drop(p->name);
     if (auto* error = std::get_if<StoreError>(&stored)) {
       audit_.record(AuditRecord{"import", p->name, "error", error->message}, self);
-      {
-        std::lock_guard lock(mutex_);
-        last_read_.reset();
+      const std::string why = what_ + ": cannot store the profile '" + p->name + "': " + error->message;
+      if (stored_names.empty()) {
+        refuse(why + "; reading the file again in " + std::to_string(kRetrySeconds) + " s");
+      } else {
+        partly_taken(why, stored_names, std::move(so_far));
       }
-      return refuse(what_ + ": cannot store the profile '" + p->name + "': " + error->message);
+      return retry_later();
     }
+    so_far[p->name] = meta.fingerprint;
+    stored_names.push_back(p->name);
     const bool replaced = std::get<bool>(stored);
     audit_.record(AuditRecord{"import", p->name, "ok",
                               std::string(replaced ? "replaced " : "created ") + meta.fingerprint + " from " +
@@ -228,13 +275,36 @@ void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector
                  meta.org, meta.host, meta.fingerprint, display_safe(source_.path));
     if (lifecycle_) lifecycle_->profile_changed(p->name);
   }
-  for (const auto& name : removed) {
+  bool erase_failed = false;
+  for (const auto& [name, fingerprint] : removed) {
+    // Only the key this file gave is removed: one stored since (kosli-cred
+    // store, a rotation) is the user's, and the name is no longer the file's.
+    auto found = store.find(name, deadline);
+    if (auto* error = std::get_if<StoreError>(&found)) {
+      audit_.record(AuditRecord{"import", name, "error", error->message}, self);
+      names[name] = fingerprint;  // still ours: removed when the file is read again
+      erase_failed = true;
+      continue;
+    }
+    const auto& existing = std::get<std::optional<ProfileMeta>>(found);
+    if (!existing) continue;  // already gone
+    if (existing->fingerprint != fingerprint) {
+      audit_.record(AuditRecord{"import", name, "ok",
+                                "kept: no longer in " + source_.path + ", but its key was replaced since (" +
+                                    existing->fingerprint + "); no longer the import's"},
+                    self);
+      spdlog::info("import: profile '{}' kept: no longer in {}, but its key was replaced since ({}); no longer the "
+                   "import's",
+                   name, display_safe(source_.path), existing->fingerprint);
+      continue;
+    }
     cache_->drop(name);
     auto erased = store.erase(name, deadline);
     cache_->drop(name);
     if (auto* error = std::get_if<StoreError>(&erased)) {
       audit_.record(AuditRecord{"import", name, "error", error->message}, self);
-      names.insert(name);  // still ours: removed on a later publish
+      names[name] = fingerprint;  // still ours: removed when the file is read again
+      erase_failed = true;
       continue;
     }
     audit_.record(AuditRecord{"import", name, "ok", "removed: no longer in " + source_.path}, self);
@@ -242,9 +312,25 @@ void ImportWatch::swap(Store& store, Store::Deadline deadline, const std::vector
     if (lifecycle_) lifecycle_->profile_changed(name);
   }
   taken(std::move(names));
+  if (erase_failed) retry_later();
 }
 
-void ImportWatch::taken(std::set<std::string, std::less<>> names) {
+void ImportWatch::partly_taken(const std::string& why, const std::vector<std::string>& stored, Taken names) {
+  std::string list;
+  for (const auto& name : stored) list += (list.empty() ? "'" : ", '") + name + "'";
+  const std::string said = why + "; the publish was partly taken (" + list +
+                           " stored from it, the rest and its removals not); reading the file again in " +
+                           std::to_string(kRetrySeconds) + " s";
+  spdlog::warn("{}", display_safe(said));
+  audit_.record(AuditRecord{"import", {}, "error", said}, this_process());
+  std::lock_guard lock(mutex_);
+  names_ = std::move(names);  // what it created is removed on a later publish that drops it
+  ++refused_;
+  last_error_ = said;
+  last_error_at_ = now_s();
+}
+
+void ImportWatch::taken(Taken names) {
   std::lock_guard lock(mutex_);
   names_ = std::move(names);
   ++imports_;
@@ -269,7 +355,7 @@ std::string ImportWatch::exposition() {
   };
   metric("imports_total", "counter", "Publishes of the imported file taken, the one read at start included.", imports_);
   metric("import_refused_total", "counter",
-         "Publishes of the imported file refused (unreadable, empty, partial or malformed); the keys before them were kept.",
+         "Publishes of the imported file refused (unreadable, empty, partial or malformed: the keys before them were kept) or partly taken (the store failed part way).",
          refused_);
   metric("import_last_success_timestamp_seconds", "gauge", "When a publish of the imported file was last taken.",
          last_import_at_);

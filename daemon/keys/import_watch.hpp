@@ -7,9 +7,12 @@
 //
 // The file is the source of truth: a valid publish replaces the keys that
 // changed, all in one store job, adds new profiles and removes the ones this
-// file gave that it no longer lists; an unchanged key stays (its cached copy
+// file gave that it no longer lists (unless the store no longer holds the key
+// the file gave: someone stored their own since); an unchanged key stays (its cached copy
 // too). A publish that cannot be read or parsed changes nothing: it is
-// logged, audited, counted, and the next change is read again.
+// logged, audited, counted, and the next change is read again. A publish the
+// store fails part way (some keys stored, the rest not) is said to be partly
+// taken, and the file is read again every few seconds until one is whole.
 //
 // Threads: on_readable runs on the event loop; the swap runs as a store job;
 // describe and exposition run anywhere. The state below is under mutex_.
@@ -17,11 +20,13 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "daemon/keys/import.hpp"
 #include "daemon/keys/import_key.hpp"
@@ -62,8 +67,8 @@ class ImportWatch {
   // and `lifecycle` (may be null) hears of every profile changed.
   void attach(StoreWorker& worker, TokenCache& cache, KeyLifecycle* lifecycle);
 
-  // A non-blocking inotify descriptor on the file's directory, for the event
-  // loop to own; or why there is none.
+  // A non-blocking descriptor for the event loop to own (an epoll set of
+  // inotify on the file's directory and a retry timer); or why there is none.
   std::variant<int, std::string> open_watch();
 
   // The descriptor is readable: drains it and reads the file again when
@@ -86,7 +91,14 @@ class ImportWatch {
   void refuse(const std::string& why);
   // The store job of a valid publish.
   void swap(Store& store, Store::Deadline deadline, const std::vector<ImportedProfile>& profiles);
-  void taken(std::set<std::string, std::less<>> names);
+  // name -> the fingerprint this file gave it
+  using Taken = std::map<std::string, std::string, std::less<>>;
+  void taken(Taken names);
+  // The store failed after some of a publish's keys were stored: says so, and
+  // `names` (what this file gave before, and what it stored now) is its own.
+  void partly_taken(const std::string& why, const std::vector<std::string>& stored, Taken names);
+  // Reads the file again in a few seconds, even if unchanged.
+  void retry_later();
 
   const ImportSource source_;
   const std::string what_;  // "--import FILE" or "--import-key FILE", in messages
@@ -94,12 +106,13 @@ class ImportWatch {
   StoreWorker* worker_ = nullptr;
   TokenCache* cache_ = nullptr;
   KeyLifecycle* lifecycle_ = nullptr;
-  int fd_ = -1;  // owned by the event loop once opened
+  int fd_ = -1;        // inotify, in the epoll set the event loop owns
+  int timer_fd_ = -1;  // the retry timer, in that set too
   bool warned_ = false;  // read() only: at start, then on the event loop
 
   std::mutex mutex_;
   std::optional<Digest> last_read_;             // what the last publish read held, taken or not
-  std::set<std::string, std::less<>> names_;    // the profiles this file gave
+  Taken names_;  // the profiles this file gave, each with the key it gave (a fingerprint)
   std::uint64_t imports_ = 0;                   // publishes taken
   std::uint64_t refused_ = 0;                   // publishes refused
   std::int64_t last_import_at_ = 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@ namespace {
 constexpr const char* kLogind = "org.freedesktop.login1";
 constexpr const char* kLogindPath = "/org/freedesktop/login1";
 constexpr const char* kLogindManager = "org.freedesktop.login1.Manager";
+constexpr const char* kLogindSession = "org.freedesktop.login1.Session";
 // After a bus closes (it restarted), how long before connecting again.
 constexpr guint kReconnectSeconds = 30;
 
@@ -133,12 +135,27 @@ void SessionWatch::Impl::watch_system() {
                    "screen lock",
                    why);
     } else {
-      system_signals.push_back(subscribe(system, kLogind, "org.freedesktop.login1.Session", "Lock", path.c_str(),
-                                         nullptr,
-                                         +[](GDBusConnection*, const gchar*, const gchar*, const gchar*,
-                                             const gchar*, GVariant*, gpointer self) {
-                                           static_cast<Impl*>(self)->forget(ForgetReason::screen_locked);
-                                         }));
+      // logind's Lock (loginctl lock-session), and the LockedHint desktops'
+      // own lockers (GNOME, KDE) set on the session instead; Unlock and
+      // LockedHint false end the lock.
+      for (const char* member : {"Lock", "Unlock"}) {
+        system_signals.push_back(subscribe(system, kLogind, kLogindSession, member, path.c_str(), nullptr,
+                                           +[](GDBusConnection*, const gchar*, const gchar*, const gchar*,
+                                               const gchar* signal, GVariant*, gpointer self) {
+                                             const bool lock = std::string_view(signal) == "Lock";
+                                             static_cast<Impl*>(self)->screen_is(lock, lock);
+                                           }));
+      }
+      system_signals.push_back(subscribe(
+          system, kLogind, kProperties, "PropertiesChanged", path.c_str(), kLogindSession,
+          +[](GDBusConnection*, const gchar*, const gchar*, const gchar*, const gchar*, GVariant* args,
+              gpointer self) {
+            if (!g_variant_is_of_type(args, G_VARIANT_TYPE("(sa{sv}as)"))) return;
+            GVariant* changed = g_variant_get_child_value(args, 1);
+            gboolean locked = FALSE;
+            if (g_variant_lookup(changed, "LockedHint", "b", &locked)) static_cast<Impl*>(self)->screen_is(locked, false);
+            g_variant_unref(changed);
+          }));
       screen = true;
       spdlog::info("cached keys are forgotten when the session {} locks", kosli::display_safe(path));
     }
@@ -149,6 +166,15 @@ void SessionWatch::Impl::watch_system() {
   if (id != nullptr) g_variant_unref(id);
   set(on_sleep, lock_on.sleep);
   set(on_screen, screen);
+}
+
+// Logind's Lock signal forgets each time (it asks for a lock); LockedHint
+// becoming true forgets once as the session goes from unlocked to locked, so a
+// Lock followed by the locker's LockedHint true is one forget, not two.
+void SessionWatch::Impl::screen_is(bool locked, bool lock_signal) {
+  const bool was = screen_locked;
+  screen_locked = locked;
+  if (locked && (lock_signal || !was)) forget(ForgetReason::screen_locked);
 }
 
 // The session whose Lock we follow: ours, as logind finds it (by pid, then
@@ -187,6 +213,7 @@ void SessionWatch::Impl::drop_system() {
   system_signals.clear();
   if (system != nullptr) g_signal_handlers_disconnect_by_data(system, this);
   g_clear_object(&system);
+  screen_locked = false;
   set(on_screen, false);
   set(on_sleep, false);
 }

@@ -51,6 +51,7 @@ struct SessionWatch::Impl {
   std::vector<guint> system_signals, session_signals;
   std::string collection;  // the default collection's path
   bool collection_locked = false;
+  bool screen_locked = false;  // our session's Lock, or its LockedHint, since the last Unlock or LockedHint false
   bool notify_failing = false;
 
   mutable std::mutex mutex;
@@ -98,6 +99,7 @@ struct SessionWatch::Impl {
   // logind, on the system bus (session_watch.cpp).
   void watch_system();
   std::string our_session(std::string& why);
+  void screen_is(bool locked, bool lock_signal);
   void drop_system();
   // The keyring and notifications, on the session bus (session_bus_watch.cpp).
   void watch_session();

@@ -90,10 +90,16 @@ class SessionTest : public KosliTest {
   // Asks the stand-in logind to emit Lock on session `id`, or PrepareForSleep(`start`).
   static void lock(const PrivateBus& system, const std::string& id) { logind(system, "Lock", id); }
   static void sleep(const PrivateBus& system, bool start) { logind(system, "Sleep", start ? "true" : "false"); }
-  static void logind(const PrivateBus& system, const std::string& method, const std::string& arg) {
-    const auto r = run({"gdbus", "call", "--system", "--dest", "org.freedesktop.login1", "--object-path",
-                        "/org/freedesktop/login1", "--method", "org.kosli.StandIn." + method, arg},
-                       RunOptions{{}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}}});
+  // Asks it to set session `id`'s LockedHint, as GNOME's and KDE's lockers do.
+  static void locked_hint(const PrivateBus& system, const std::string& id, bool locked) {
+    logind(system, "SetLockedHint", id, locked ? "true" : "false");
+  }
+  static void logind(const PrivateBus& system, const std::string& method, const std::string& arg,
+                     const std::string& arg2 = {}) {
+    std::vector<std::string> argv{"gdbus", "call", "--system", "--dest", "org.freedesktop.login1", "--object-path",
+                                  "/org/freedesktop/login1", "--method", "org.kosli.StandIn." + method, arg};
+    if (!arg2.empty()) argv.push_back(arg2);
+    const auto r = run(argv, RunOptions{{}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}}});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
@@ -168,6 +174,40 @@ TEST_F(SessionTest, ScreenLockAndSleepForgetCachedKeysEachWithOneAuditRecord) {
   ASSERT_EQ(records.size(), 2u) << "PrepareForSleep(false) forgot nothing";
   EXPECT_EQ(records[1]["detail"], "sleep");
   EXPECT_EQ(status()["cached"], 0);
+  EXPECT_EQ(daemon.stop(), 0);
+  expect_no_keys_logged(daemon, {key});
+}
+
+TEST_F(SessionTest, ADesktopLockersLockedHintForgetsOncePerLock) {
+  PrivateBus system("system"), session("session");
+  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  Daemon daemon(socket(), {"--backend", "memory"},
+                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+  ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
+  const std::string key = unique_key();
+  ASSERT_EQ(store("it-hint", key, "https://app.kosli.com").exit_code, 0);
+  token("it-hint");
+  ASSERT_EQ(status()["cached"], 1);
+
+  // GNOME's and KDE's lockers set LockedHint; logind sends no Lock then.
+  locked_hint(system, "display1", true);  // another session's lock is not ours
+  locked_hint(system, "pid1", true);
+  ASSERT_TRUE(eventually([&] { return !forgets(daemon).empty(); }, std::chrono::seconds(10))) << daemon.log();
+  EXPECT_EQ(forgets(daemon)[0]["detail"], "screen_locked");
+  EXPECT_EQ(status()["cached"], 0);
+
+  // Unlocked, then loginctl lock-session: logind's Lock, then the locker's
+  // LockedHint true, is one lock and one forget. Sleep comes after both (one
+  // sender's signals arrive in order) and ends the count.
+  locked_hint(system, "pid1", false);
+  lock(system, "pid1");
+  locked_hint(system, "pid1", true);
+  sleep(system, true);
+  ASSERT_TRUE(eventually([&] { return forgets(daemon).size() >= 3; }, std::chrono::seconds(10))) << daemon.log();
+  const auto records = forgets(daemon);
+  ASSERT_EQ(records.size(), 3u) << daemon.audit_log();
+  EXPECT_EQ(records[1]["detail"], "screen_locked");
+  EXPECT_EQ(records[2]["detail"], "sleep");
   EXPECT_EQ(daemon.stop(), 0);
   expect_no_keys_logged(daemon, {key});
 }

@@ -181,6 +181,39 @@ TEST_F(WatchTest, RenameOverTheFileSwapsChangedKeysRemovesDroppedProfilesAndLeav
   expect_no_key_shown(daemon, {a1, b1, a2, c1});
 }
 
+TEST_F(WatchTest, AProfileTheUserStoredOverAnImportedOneIsNotRemovedWhenTheFileDropsIt) {
+  const std::string file = dir_.path() + "/profiles.json";
+  const std::string a1 = unique_key(), b1 = unique_key(), mine = unique_key();
+  const auto publish = [&](const json& list) {
+    write_whole(file + ".tmp", list.dump());
+    ASSERT_EQ(::rename((file + ".tmp").c_str(), file.c_str()), 0);
+  };
+  publish(json::array({{{"name", "a"}, {"org", "acme"}, {"api_key", a1}},
+                       {{"name", "b"}, {"org", "acme"}, {"api_key", b1}}}));
+  Daemon daemon(socket(), {"--backend", "memory", "--import", file, "--watch"});
+  ASSERT_EQ(token("b").out, b1 + "\n") << daemon.log();
+  // The user stores their own key under the imported name.
+  ASSERT_EQ(store("b", mine).exit_code, 0);
+  ASSERT_EQ(token("b").out, mine + "\n");
+
+  // The file drops b: the user's key is not the file's to remove.
+  publish(json::array({{{"name", "a"}, {"org", "acme"}, {"api_key", a1}}}));
+  EXPECT_TRUE(metrics_show("kosli_credd_imports_total 2")) << metrics() << daemon.log();
+  EXPECT_EQ(token("b").out, mine + "\n") << daemon.log();
+  EXPECT_NE(daemon.log().find("no longer the import's"), std::string::npos) << daemon.log();
+
+  // Nor is it the file's any more: listing b again, then dropping it, takes
+  // the file's key and then removes only that.
+  const std::string b2 = unique_key();
+  publish(json::array({{{"name", "a"}, {"org", "acme"}, {"api_key", a1}},
+                       {{"name", "b"}, {"org", "acme"}, {"api_key", b2}}}));
+  EXPECT_TRUE(serves_within("b", b2)) << daemon.log();
+  publish(json::array({{{"name", "a"}, {"org", "acme"}, {"api_key", a1}}}));
+  EXPECT_TRUE(metrics_show("kosli_credd_imports_total 4")) << metrics() << daemon.log();
+  EXPECT_EQ(token("b").exit_code, 3) << "the file's own key is removed";
+  expect_no_key_shown(daemon, {a1, b1, mine, b2});
+}
+
 TEST_F(WatchTest, RewriteInPlaceIsServedAndAPartialWriteKeepsTheOldKeys) {
   const std::string file = dir_.path() + "/profiles.json";
   const std::string k1 = unique_key(), k2 = unique_key(), k3 = unique_key();

@@ -7,6 +7,9 @@ the error logind gives a process outside any session), GetSession, GetUser and
 the user's Display (session "display1"). A test makes it emit signals through
 its own interface, org.kosli.StandIn, on /org/freedesktop/login1:
   Lock(s id)     emits org.freedesktop.login1.Session.Lock on session `id`
+  SetLockedHint(s id, b locked)
+                 sets session `id`'s LockedHint, as a desktop's own screen
+                 locker does, and emits PropertiesChanged for it
   Sleep(b start) emits org.freedesktop.login1.Manager.PrepareForSleep(start)
 Prints "ready" once the name is owned.
 """
@@ -32,10 +35,26 @@ def session_path(session_id):
 class Session(dbus.service.Object):
     def __init__(self, bus, session_id):
         super().__init__(bus, session_path(session_id))
+        self.locked_hint = False
 
     @dbus.service.signal(SESSION, signature="")
     def Lock(self):
         pass
+
+    @dbus.service.signal(dbus.PROPERTIES_IFACE, signature="sa{sv}as")
+    def PropertiesChanged(self, interface, changed, invalidated):
+        pass
+
+    @dbus.service.method(dbus.PROPERTIES_IFACE, in_signature="ss", out_signature="v")
+    def Get(self, interface, name):
+        if interface == SESSION and name == "LockedHint":
+            return dbus.Boolean(self.locked_hint)
+        raise dbus.exceptions.DBusException("no such property", name="org.freedesktop.DBus.Error.UnknownProperty")
+
+    def set_locked_hint(self, locked):
+        self.locked_hint = bool(locked)
+        self.PropertiesChanged(SESSION, dbus.Dictionary({"LockedHint": dbus.Boolean(self.locked_hint)},
+                                                        signature="sv"), dbus.Array([], signature="s"))
 
 
 class User(dbus.service.Object):
@@ -84,6 +103,10 @@ class Manager(dbus.service.Object):
     @dbus.service.method("org.kosli.StandIn", in_signature="s", out_signature="")
     def Lock(self, session_id):
         self.sessions[session_id].Lock()
+
+    @dbus.service.method("org.kosli.StandIn", in_signature="sb", out_signature="")
+    def SetLockedHint(self, session_id, locked):
+        self.sessions[session_id].set_locked_hint(locked)
 
     @dbus.service.method("org.kosli.StandIn", in_signature="b", out_signature="")
     def Sleep(self, start):
