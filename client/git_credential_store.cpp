@@ -13,7 +13,7 @@
 #include "client/cli_error.hpp"
 #include "client/git_credential.hpp"
 #include "client/git_credential_detail.hpp"
-#include "client/key_fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "proto/display.hpp"
 #include "proto/errors.hpp"
 #include "proto/host.hpp"
@@ -42,9 +42,9 @@ std::string new_profile_name(const std::string& org, const std::string& host) {
 std::optional<ProfileMeta> holder_of(const std::vector<ProfileMeta>& profiles, const GitCredential& c) {
   const Secret& key = c.password.empty() ? c.credential : c.password;
   if (key.empty()) return std::nullopt;
-  const std::string fingerprint = key_fingerprint(key);
+  const std::string held = fingerprint(key);
   for (const auto& p : profiles) {
-    if (serves(p, c) && !p.fingerprint.empty() && p.fingerprint == fingerprint) return p;
+    if (serves(p, c) && !p.fingerprint.empty() && p.fingerprint == held) return p;
   }
   return std::nullopt;
 }

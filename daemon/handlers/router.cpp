@@ -10,7 +10,7 @@
 
 #include "daemon/api/answers.hpp"
 #include "daemon/keys/expiry.hpp"
-#include "daemon/keys/fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "daemon/keys/import_watch.hpp"
 #include "daemon/keys/key_lifecycle.hpp"
 #include "daemon/keys/stored_profile.hpp"

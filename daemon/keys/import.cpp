@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/api/messages.hpp"
-#include "daemon/keys/fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "daemon/keys/stored_profile.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "proto/host.hpp"

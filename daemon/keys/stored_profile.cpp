@@ -1,6 +1,6 @@
 #include "daemon/keys/stored_profile.hpp"
 
-#include "daemon/keys/fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "proto/time_format.hpp"
 
 namespace kosli::daemon {

@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/api/messages.hpp"
-#include "daemon/keys/fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "daemon/keys/lifecycle_detail.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "proto/time_format.hpp"

@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/keys/fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 #include "daemon/ops/audit_log.hpp"
 #include "daemon/store/memory_store.hpp"
 

@@ -1,10 +1,10 @@
-#include "client/key_fingerprint.hpp"
+#include "proto/fingerprint.hpp"
 
 #include <openssl/evp.h>
 
-namespace kosli::client {
+namespace kosli {
 
-std::string key_fingerprint(const Secret& key) {
+std::string fingerprint(const Secret& key) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   if (EVP_Digest(key.reveal().data(), key.size(), digest, &length, EVP_sha256(), nullptr) != 1) return {};
@@ -18,4 +18,4 @@ std::string key_fingerprint(const Secret& key) {
   return out;
 }
 
-}  // namespace kosli::client
+}  // namespace kosli
