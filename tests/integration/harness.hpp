@@ -118,6 +118,10 @@ inline std::string rfc3339(std::int64_t t) {
 // The whole content of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);
 
+// `path` with every symbolic link resolved, as /proc/<pid>/exe shows a program
+// (the path itself when it cannot be resolved).
+std::string real_path(const std::string& path);
+
 // A key no other test uses, so scans for it prove something.
 std::string unique_key();
 

@@ -24,11 +24,6 @@ using nlohmann::json;
 // Another uid with no account (setpriv needs none).
 constexpr uid_t kOtherUid = 4301;
 
-std::string real_path(const std::string& path) {
-  char buf[PATH_MAX];
-  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
-}
-
 bool can_run(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
 
 struct HttpAnswer {

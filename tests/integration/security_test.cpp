@@ -27,11 +27,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string real_path(const std::string& path) {
-  char buf[PATH_MAX];
-  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
-}
-
 // A field of /proc/<pid>/status such as "VmLck" (in kB).
 long proc_status_kb(pid_t pid, const std::string& field) {
   std::istringstream status(read_file("/proc/" + std::to_string(pid) + "/status"));

@@ -27,7 +27,8 @@ std::string support(const std::string& script) { return std::string(KOSLI_TEST_S
 // configuration written here.
 class PrivateBus {
  public:
-  explicit PrivateBus(const std::string& type) {
+  explicit PrivateBus(const std::string& type)
+      : variable_(type == "system" ? "DBUS_SYSTEM_BUS_ADDRESS" : "DBUS_SESSION_BUS_ADDRESS") {
     const std::string config = dir_.path() + "/bus.conf";
     std::ofstream(config) << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
                              " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
@@ -49,10 +50,12 @@ class PrivateBus {
   PrivateBus(const PrivateBus&) = delete;
   PrivateBus& operator=(const PrivateBus&) = delete;
 
-  const std::string& address() const { return address_; }
+  // The variable that points a program at this bus, and its value.
+  Env::value_type env() const { return {variable_, address_}; }
   void stop() { stop_process(pid_); }
 
  private:
+  std::string variable_;
   TempDir dir_;
   pid_t pid_ = -1;
   std::string address_;
@@ -99,7 +102,7 @@ class SessionTest : public KosliTest {
     std::vector<std::string> argv{"gdbus", "call", "--system", "--dest", "org.freedesktop.login1", "--object-path",
                                   "/org/freedesktop/login1", "--method", "org.kosli.StandIn." + method, arg};
     if (!arg2.empty()) argv.push_back(arg2);
-    const auto r = run(argv, RunOptions{{}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}}});
+    const auto r = run(argv, RunOptions{{}, {system.env()}});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
@@ -136,9 +139,9 @@ class SessionTest : public KosliTest {
 
 TEST_F(SessionTest, ScreenLockAndSleepForgetCachedKeysEachWithOneAuditRecord) {
   PrivateBus system("system"), session("session");
-  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  BusStandIn logind({kPython, support("logind_standin.py")}, {system.env()});
   Daemon daemon(socket(), {"--backend", "memory"},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+                {system.env(), session.env()});
   ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
   const std::string key = unique_key();
   ASSERT_EQ(store("it-lock", key, "https://app.kosli.com").exit_code, 0);
@@ -180,9 +183,9 @@ TEST_F(SessionTest, ScreenLockAndSleepForgetCachedKeysEachWithOneAuditRecord) {
 
 TEST_F(SessionTest, ADesktopLockersLockedHintForgetsOncePerLock) {
   PrivateBus system("system"), session("session");
-  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  BusStandIn logind({kPython, support("logind_standin.py")}, {system.env()});
   Daemon daemon(socket(), {"--backend", "memory"},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+                {system.env(), session.env()});
   ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
   const std::string key = unique_key();
   ASSERT_EQ(store("it-hint", key, "https://app.kosli.com").exit_code, 0);
@@ -215,11 +218,11 @@ TEST_F(SessionTest, ADesktopLockersLockedHintForgetsOncePerLock) {
 TEST_F(SessionTest, OutsideAnySessionTheUsersDisplaySessionIsFollowed) {
   PrivateBus system("system"), session("session");
   BusStandIn logind({kPython, support("logind_standin.py"), "--outside-session"},
-                    {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+                    {system.env()});
   // As systemd --user starts it: no session of its own, no XDG_SESSION_ID.
   Daemon daemon(socket(), {"--backend", "memory"},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()},
-                 {"DBUS_SESSION_BUS_ADDRESS", session.address()},
+                {system.env(),
+                 session.env(),
                  {"XDG_SESSION_ID", ""}});
   ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
   lock(system, "display1");
@@ -229,10 +232,10 @@ TEST_F(SessionTest, OutsideAnySessionTheUsersDisplaySessionIsFollowed) {
 
 TEST_F(SessionTest, LockOnSleepOnlyIgnoresTheScreenLock) {
   PrivateBus system("system"), session("session");
-  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  BusStandIn logind({kPython, support("logind_standin.py")}, {system.env()});
   write_config(R"({"lock_on": ["sleep"], "notify": false})");
   Daemon daemon(socket(), {"--backend", "memory", "--config", config_path()},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+                {system.env(), session.env()});
   ASSERT_TRUE(subscribed({"sleep"})) << daemon.log();
   EXPECT_EQ(status()["session"]["notify"], false);
   ASSERT_EQ(store("it-sleep", unique_key(), "https://app.kosli.com").exit_code, 0);
@@ -273,13 +276,13 @@ TEST_F(SessionTest, AFailedScheduledRotationAndAnExpiringKeyEachNotifyOnce) {
   TempDir notes_dir;
   const std::string notes = notes_dir.path() + "/notifications.jsonl";
   BusStandIn server({kPython, support("notify_standin.py"), "--log", notes},
-                    {{"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+                    {session.env()});
   // Due at once (expires in 2 days), but without a key id Kosli cannot be asked: it fails.
   write_config(R"({"profiles": {"it-bad": {"rotate_before_expiry_days": 7}}})");
   auto args = memory_daemon_args();
   args.insert(args.end(), {"--config", config_path()});
   Daemon daemon(socket(), args,
-                no_proxy({{"DBUS_SESSION_BUS_ADDRESS", session.address()}, {"DBUS_SYSTEM_BUS_ADDRESS", kNoBus}}));
+                no_proxy({session.env(), {"DBUS_SYSTEM_BUS_ADDRESS", kNoBus}}));
   const std::string bad = unique_key(), other = unique_key();
   // Two days and a half: "in 2 days" however long the rotation's failure takes to arrive.
   ASSERT_EQ(store("it-bad", bad, standin.url(), {"--expires-at", rfc3339(now_s() + 2 * 86400 + 43200)}).exit_code, 0);
@@ -316,8 +319,8 @@ TEST_F(SessionTest, WithoutLogindOrANotificationServerTheDaemonWorksAsBefore) {
   auto args = memory_daemon_args();
   args.insert(args.end(), {"--config", config_path()});
   Daemon daemon(socket(), args,
-                no_proxy({{"DBUS_SYSTEM_BUS_ADDRESS", system.address()},
-                          {"DBUS_SESSION_BUS_ADDRESS", session.address()}}));
+                no_proxy({system.env(),
+                          session.env()}));
   const std::string key = unique_key();
   ASSERT_EQ(store("it-quiet", key, "https://127.0.0.1:9", {"--expires-at", rfc3339(now_s() + 2 * 86400)}).exit_code,
             0);
@@ -351,9 +354,9 @@ TEST_F(SessionTest, WithoutLogindOrANotificationServerTheDaemonWorksAsBefore) {
 
 TEST_F(SessionTest, TheSystemBusGoingAwayDoesNotStopTheDaemon) {
   PrivateBus system("system"), session("session");
-  BusStandIn logind({kPython, support("logind_standin.py")}, {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}});
+  BusStandIn logind({kPython, support("logind_standin.py")}, {system.env()});
   Daemon daemon(socket(), {"--backend", "memory"},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", system.address()}, {"DBUS_SESSION_BUS_ADDRESS", session.address()}});
+                {system.env(), session.env()});
   ASSERT_TRUE(subscribed({"screen", "sleep"})) << daemon.log();
   system.stop();
   ASSERT_TRUE(subscribed({})) << "nothing is subscribed while the bus is gone\n" << daemon.log();
